@@ -1,0 +1,49 @@
+#pragma once
+/// \file The number of threads CPU kernels use (OpenMP; Eigen's GEMM follows the same setting).
+#include <thread>
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace torchlet {
+
+/// Cores this process may run on (its CPU affinity), at least 1.
+inline int available_cores() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+namespace detail {
+inline int& thread_setting() {
+  static int n = available_cores();
+  return n;
+}
+}  // namespace detail
+
+/// Sets how many threads CPU kernels use (n >= 1). Defaults to available_cores().
+inline void set_num_threads(int n) {
+  detail::thread_setting() = n < 1 ? 1 : n;
+#if defined(_OPENMP)
+  omp_set_num_threads(detail::thread_setting());
+#endif
+}
+
+/// The number of threads CPU kernels use; 1 when built without OpenMP.
+inline int get_num_threads() {
+#if defined(_OPENMP)
+  return detail::thread_setting();
+#else
+  return 1;
+#endif
+}
+}  // namespace torchlet

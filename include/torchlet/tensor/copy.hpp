@@ -1,0 +1,128 @@
+#pragma once
+/// \file Copies between tensors (broadcasting, dtype conversion), fill, item, and the device-copy seam.
+/// Included at the end of tensor.hpp: it defines Tensor's copy and conversion members.
+#include <cstring>
+
+#include "torchlet/tensor/dispatch.hpp"
+#include "torchlet/tensor/strided_loop.hpp"
+#include "torchlet/tensor/tensor.hpp"
+
+namespace torchlet {
+namespace detail {
+/// Copies between tensors of equal shape when at least one is not on the CPU. The CUDA backend installs it;
+/// without one, any copy involving a non-CPU tensor raises DeviceError.
+using DeviceCopyFn = void (*)(const Tensor& dst, const Tensor& src);
+inline DeviceCopyFn& device_copy_hook() {
+  static DeviceCopyFn fn = nullptr;
+  return fn;
+}
+
+/// Raises DeviceError naming `op` unless `t` is on the CPU.
+inline void check_cpu(const Tensor& t, const char* op) {
+  TORCHLET_CHECK(t.is_cpu(), DeviceError, "[", op, "] expected a cpu tensor, got one on ", t.device(),
+                 " (no CUDA kernel for this op in this build)");
+}
+
+/// dst[i] = convert(src[i]) for CPU tensors of the same shape.
+inline void copy_cpu(const Tensor& dst, const Tensor& src) {
+  std::array<char*, 2> base{static_cast<char*>(dst.data_ptr()), static_cast<char*>(src.data_ptr())};
+  std::array<Shape, 2> st{byte_strides(dst.strides(), dst.element_size()),
+                          byte_strides(src.strides(), src.element_size())};
+  if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
+    std::memcpy(base[0], base[1], static_cast<size_t>(dst.nbytes()));
+    return;
+  }
+  if (dst.dtype() == src.dtype() || !has_kernels(dst.dtype()) || !has_kernels(src.dtype())) {
+    TORCHLET_CHECK(dst.dtype() == src.dtype(), DTypeError, "[copy_] cannot convert ", src.dtype(), " to ",
+                   dst.dtype(), ": storage-only dtypes are copied as they are, not converted");
+    dispatch_bits(dst.dtype(), "copy_", [&]<class T>() {
+      for_each_strided<2>(dst.sizes(), base, st, [](std::array<char*, 2> p, std::array<int64_t, 2> s, int64_t n) {
+        for (int64_t i = 0; i < n; ++i)
+          *reinterpret_cast<T*>(p[0] + i * s[0]) = *reinterpret_cast<const T*>(p[1] + i * s[1]);
+      });
+    });
+    return;
+  }
+  dispatch_all(dst.dtype(), "copy_", [&]<class To>() {
+    dispatch_all(src.dtype(), "copy_", [&]<class From>() {
+      for_each_strided<2>(dst.sizes(), base, st, [](std::array<char*, 2> p, std::array<int64_t, 2> s, int64_t n) {
+        for (int64_t i = 0; i < n; ++i)
+          *reinterpret_cast<To*>(p[0] + i * s[0]) = convert<To>(*reinterpret_cast<const From*>(p[1] + i * s[1]));
+      });
+    });
+  });
+}
+
+/// True when two tensors may share bytes (same storage); a conservative overlap test.
+inline bool may_overlap(const Tensor& a, const Tensor& b) {
+  return a.storage().is_same(b.storage()) && a.numel() > 0 && b.numel() > 0;
+}
+}  // namespace detail
+
+inline Tensor& Tensor::copy_(const Tensor& src) {
+  TORCHLET_CHECK(src.defined(), ValueError, "[copy_] source tensor is undefined");
+  if (is_same(src)) return *this;
+  Tensor from = src.expand(sizes());  // raises ShapeError when src does not broadcast to this shape
+  if (!is_cpu() || !from.is_cpu()) {
+    auto hook = detail::device_copy_hook();
+    TORCHLET_CHECK(hook != nullptr, DeviceError, "[copy_] cannot copy from ", from.device(), " to ", device(),
+                   ": this program was built without torchlet's CUDA backend");
+    hook(*this, from);
+    return *this;
+  }
+  if (detail::may_overlap(*this, from)) from = from.clone();
+  detail::copy_cpu(*this, from);
+  return *this;
+}
+
+inline Tensor Tensor::clone() const {
+  Tensor out = empty(sizes(), TensorOptions(dtype(), device()));
+  out.copy_(*this);
+  return out;
+}
+
+inline Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
+
+inline Tensor Tensor::to(DType t, bool copy) const {
+  if (t == dtype() && !copy) return *this;
+  Tensor out = empty(sizes(), TensorOptions(t, device()));
+  out.copy_(*this);
+  return out;
+}
+
+inline Tensor Tensor::to(Device d, bool copy) const {
+  if (d == device() && !copy) return *this;
+  Tensor out = empty(sizes(), TensorOptions(dtype(), d));
+  out.copy_(*this);
+  return out;
+}
+
+inline Tensor& Tensor::fill_(const Scalar& value) {
+  detail::check_cpu(*this, "fill_");
+  std::array<char*, 1> base{static_cast<char*>(data_ptr())};
+  std::array<Shape, 1> st{detail::byte_strides(strides(), element_size())};
+  detail::dispatch_all(dtype(), "fill_", [&]<class T>() {
+    const T v = value.to<T>();
+    detail::for_each_strided<1>(sizes(), base, st, [v](std::array<char*, 1> p, std::array<int64_t, 1> s, int64_t n) {
+      for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * s[0]) = v;
+    });
+  });
+  return *this;
+}
+
+template <class T>
+T Tensor::item() const {
+  TORCHLET_CHECK(numel() == 1, ValueError, "[item] a tensor with ", numel(), " elements (shape ", shape_str(sizes()),
+                 ") cannot be converted to a scalar");
+  const Tensor host = to(kCPU);
+  return detail::dispatch_all(dtype(), "item", [&]<class S>() {
+    return detail::convert<T>(*static_cast<const S*>(host.data_ptr()));
+  });
+}
+
+inline Scalar Tensor::item() const {
+  if (dtype() == kBool) return Scalar(item<bool>());
+  if (is_floating_point()) return Scalar(item<double>());
+  return Scalar(item<int64_t>());
+}
+}  // namespace torchlet

@@ -1,0 +1,60 @@
+#pragma once
+// Shared test helpers: reading fixtures, comparing tensors, and making strided copies of an input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "torchlet/io/npy.hpp"
+#include "torchlet/tensor/factory.hpp"
+#include "torchlet/tensor/print.hpp"
+
+namespace testing {
+using namespace torchlet;
+
+/// A fixture written by tests/fixtures/make_fixtures.py.
+inline Tensor fixture(const std::string& name) { return load_npy(std::string(TORCHLET_FIXTURES) + "/" + name + ".npy"); }
+
+/// Values of any tensor as doubles (row-major).
+inline std::vector<double> values(const Tensor& t) {
+  const Tensor c = t.to(kFloat64).contiguous();
+  return std::vector<double>(c.data<double>(), c.data<double>() + c.numel());
+}
+
+/// Checks shape and |a - b| <= atol + rtol * |b| elementwise (NaNs must match), reporting the first miss.
+inline void check_close(const Tensor& actual, const Tensor& expected, double rtol = 1e-5, double atol = 1e-6) {
+  REQUIRE_MESSAGE(actual.sizes() == expected.sizes(), "shape ", shape_str(actual.sizes()), " vs expected ",
+                  shape_str(expected.sizes()));
+  const auto a = values(actual), b = values(expected);
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const bool ok = (std::isnan(a[i]) && std::isnan(b[i])) || a[i] == b[i] ||
+                    std::fabs(a[i] - b[i]) <= atol + rtol * std::fabs(b[i]);
+    if (!ok && bad++ == 0) first = i;
+  }
+  CHECK_MESSAGE(bad == 0, bad, " of ", a.size(), " elements differ; first at flat index ", first, ": ",
+                (a.empty() ? 0.0 : a[first]), " vs expected ", (b.empty() ? 0.0 : b[first]));
+}
+
+/// Checks equal shape, dtype and bit-identical values.
+inline void check_equal(const Tensor& actual, const Tensor& expected) {
+  CHECK(actual.dtype() == expected.dtype());
+  check_close(actual, expected, 0, 0);
+}
+
+/// The same values as `t` in layouts that are not contiguous: every-other-element along the last dim,
+/// and (for >= 2 dims) a transposed buffer viewed back. Kernels must give identical results on them.
+inline std::vector<Tensor> strided_versions(const Tensor& t) {
+  std::vector<Tensor> out;
+  if (t.dim() == 0) return out;
+  Shape wide = t.sizes();
+  wide.back() *= 2;
+  Tensor buf = zeros(wide, t.dtype());
+  Tensor every_other = buf.slice(-1, 0, std::nullopt, 2);
+  every_other.copy_(t);
+  out.push_back(every_other);
+  if (t.dim() >= 2) out.push_back(t.transpose(0, t.dim() - 1).contiguous().transpose(0, t.dim() - 1));
+  return out;
+}
+}  // namespace testing
