@@ -1,0 +1,2 @@
+// Filled in by the kernel work for this area.
+#include "helpers.hpp"
