@@ -1,1 +1,416 @@
 #pragma once
+/// \file Elementwise arithmetic with broadcasting and PyTorch's type promotion: add, sub, mul, div, neg,
+/// abs, exp, log, sqrt, pow, clamp, relu, maximum/minimum, comparisons and where; operators + - * /.
+#include <cmath>
+#include <optional>
+#include <string_view>
+
+#include "torchlet/backend/cpu/elementwise.hpp"
+#include "torchlet/tensor/dispatch.hpp"
+#include "torchlet/tensor/factory.hpp"
+
+namespace torchlet {
+
+namespace detail {
+enum class Category { Bool, Integral, Floating };
+inline Category category(DType t) {
+  return t == kBool ? Category::Bool : is_floating_point(t) ? Category::Floating : Category::Integral;
+}
+// PyTorch's combine_categories: the higher-priority operand keeps its dtype unless the lower one is of a
+// higher category (bool < integer < floating), in which case the two are promoted.
+inline DType combine_categories(DType higher, DType lower) {
+  if (is_floating_point(higher)) return higher;
+  if (higher == kBool || is_floating_point(lower)) return promote_types(higher, lower);
+  return higher;
+}
+}  // namespace detail
+
+/// The dtype of `a op b` by PyTorch's rules: tensors with dims outrank 0-dim tensors, which outrank scalars,
+/// unless the lower-ranked operand is of a higher category (e.g. int64 tensor + 0-dim float64 -> float64).
+inline DType result_type(const Tensor& a, const Tensor& b) {
+  if ((a.dim() == 0) == (b.dim() == 0)) return promote_types(a.dtype(), b.dtype());
+  return a.dim() > 0 ? detail::combine_categories(a.dtype(), b.dtype())
+                     : detail::combine_categories(b.dtype(), a.dtype());
+}
+/// The dtype of `t op s` for a tensor and a C++ number (which acts like a Python scalar).
+inline DType result_type(const Tensor& t, const Scalar& s) {
+  return detail::combine_categories(t.dtype(), s.default_dtype());
+}
+
+namespace detail {
+// The operands converted to `compute` and broadcast to a common shape (views, no copy when the dtype fits).
+struct Broadcast2 {
+  Tensor a, b;
+  Shape shape;
+};
+inline Broadcast2 broadcast_pair(const char* op, const Tensor& a, const Tensor& b, DType compute) {
+  check_cpu(a, op);
+  check_cpu(b, op);
+  Shape shape = broadcast_shapes(a.sizes(), b.sizes(), op);
+  return {a.to(compute).expand(shape), b.to(compute).expand(shape), shape};
+}
+
+// out = f(a, b) computed in opmath of `compute`; the result has dtype `compute`, or bool when `to_bool`.
+template <class F>
+Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, DType compute, bool to_bool, const F& f) {
+  auto in = broadcast_pair(op, a, b, compute);
+  Tensor out = empty(in.shape, to_bool ? kBool : compute);
+  dispatch_all(compute, op, [&]<class T>() {
+    using M = opmath_t<T>;
+    if (to_bool) cpu::map_elements<bool, T, T>(out, [&f](T x, T y) { return static_cast<bool>(f(M(x), M(y))); }, in.a, in.b);
+    else cpu::map_elements<T, T, T>(out, [&f](T x, T y) { return convert<T>(f(M(x), M(y))); }, in.a, in.b);
+  });
+  return out;
+}
+
+// out = f(x, s) for a tensor and a scalar, computed in opmath of `compute`.
+template <class F>
+Tensor scalar_op(const char* op, const Tensor& t, const Scalar& s, DType compute, bool to_bool, const F& f) {
+  check_cpu(t, op);
+  const Tensor x = t.to(compute);
+  Tensor out = empty(t.sizes(), to_bool ? kBool : compute);
+  dispatch_all(compute, op, [&]<class T>() {
+    using M = opmath_t<T>;
+    const M v = static_cast<M>(s.to<T>());  // the number is first cast to the result dtype, as PyTorch does
+    if (to_bool) cpu::map_elements<bool, T>(out, [&f, v](T x) { return static_cast<bool>(f(M(x), v)); }, x);
+    else cpu::map_elements<T, T>(out, [&f, v](T x) { return convert<T>(f(M(x), v)); }, x);
+  });
+  return out;
+}
+
+// out = f(x) elementwise, computed in opmath of `compute` (the input is converted first).
+template <class F>
+Tensor unary_op(const char* op, const Tensor& t, DType compute, const F& f) {
+  check_cpu(t, op);
+  const Tensor x = t.to(compute);
+  Tensor out = empty(t.sizes(), compute);
+  dispatch_all(compute, op, [&]<class T>() {
+    using M = opmath_t<T>;
+    cpu::map_elements<T, T>(out, [&f](T v) { return convert<T>(f(M(v))); }, x);
+  });
+  return out;
+}
+
+// PyTorch's canCast: no floating -> integral, no non-bool -> bool.
+inline void check_can_cast(const char* op, DType from, DType to) {
+  const bool ok = !(is_floating_point(from) && !is_floating_point(to)) && !(from != kBool && to == kBool);
+  TORCHLET_CHECK(ok, DTypeError, "[", op, "] result type ", from, " can't be cast to the desired output type ", to);
+}
+
+// Writes `result` (already computed) into `self` in place; `result` must broadcast to self's shape.
+inline Tensor& assign_inplace(const char* op, Tensor& self, const Tensor& result) {
+  check_can_cast(op, result.dtype(), self.dtype());
+  TORCHLET_CHECK(broadcast_shapes(self.sizes(), result.sizes(), op) == self.sizes(), ShapeError, "[", op,
+                 "] output with shape ", shape_str(self.sizes()), " doesn't match the broadcast shape ",
+                 shape_str(broadcast_shapes(self.sizes(), result.sizes(), op)));
+  return self.copy_(result);
+}
+
+// An integer alpha for integer results, as PyTorch requires.
+inline void check_alpha(const char* op, DType t, const Scalar& alpha) {
+  TORCHLET_CHECK(is_floating_point(t) || !alpha.is_floating_point(), DTypeError, "[", op,
+                 "] for integral input tensors, argument alpha must not be a floating point number");
+  TORCHLET_CHECK(t != kBool || alpha.is_bool() || alpha.to<int64_t>() == 1, DTypeError, "[", op,
+                 "] boolean alpha only supported for boolean results");
+}
+
+// The float dtype a math function of `t` returns: t's dtype if floating, else float32.
+inline DType float_result(DType t) { return is_floating_point(t) ? t : kFloat32; }
+
+template <class M>
+inline M nan_max(M a, M b) { if constexpr (is_float_v<M>) { if (a != a) return a; if (b != b) return b; } return a > b ? a : b; }
+template <class M>
+inline M nan_min(M a, M b) { if constexpr (is_float_v<M>) { if (a != a) return a; if (b != b) return b; } return a < b ? a : b; }
+
+// Integer power by squaring (wraps on overflow like PyTorch); 0^0 = 1.
+template <class M>
+inline M int_pow(M base, M exp) {
+  M result = 1;
+  while (exp > 0) {
+    if (exp & 1) result = static_cast<M>(result * base);
+    base = static_cast<M>(base * base);
+    exp >>= 1;
+  }
+  return result;
+}
+}  // namespace detail
+
+// ---- add / sub / mul / div -----------------------------------------------------------------------
+/// a + alpha * b, broadcast and promoted.
+inline Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha = 1) {
+  const DType t = result_type(a, b);
+  detail::check_alpha("add", t, alpha);
+  if (alpha.to<double>() == 1)
+    return detail::binary_op("add", a, b, t, false, [](auto x, auto y) { return x + y; });
+  return detail::binary_op("add", a, b, t, false, [alpha](auto x, auto y) {
+    return x + alpha.to<decltype(y)>() * y;
+  });
+}
+/// t + alpha * s.
+inline Tensor add(const Tensor& t, const Scalar& s, const Scalar& alpha = 1) {
+  const DType r = result_type(t, s);
+  detail::check_alpha("add", r, alpha);
+  const double prod = s.to<double>() * alpha.to<double>();
+  const Scalar v = is_floating_point(r) ? Scalar(prod) : Scalar(s.to<int64_t>() * alpha.to<int64_t>());
+  return detail::scalar_op("add", t, v, r, false, [](auto x, auto y) { return x + y; });
+}
+/// a - alpha * b.
+inline Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha = 1) {
+  TORCHLET_CHECK(a.dtype() != kBool || b.dtype() != kBool, DTypeError,
+                 "[sub] subtraction with two bool tensors is not supported; use logical_xor");
+  const DType t = result_type(a, b);
+  detail::check_alpha("sub", t, alpha);
+  return detail::binary_op("sub", a, b, t, false, [alpha](auto x, auto y) {
+    return x - alpha.to<decltype(y)>() * y;
+  });
+}
+/// t - alpha * s.
+inline Tensor sub(const Tensor& t, const Scalar& s, const Scalar& alpha = 1) {
+  const DType r = result_type(t, s);
+  detail::check_alpha("sub", r, alpha);
+  const Scalar v = is_floating_point(r) ? Scalar(s.to<double>() * alpha.to<double>())
+                                        : Scalar(s.to<int64_t>() * alpha.to<int64_t>());
+  return detail::scalar_op("sub", t, v, r, false, [](auto x, auto y) { return x - y; });
+}
+/// a * b.
+inline Tensor mul(const Tensor& a, const Tensor& b) {
+  return detail::binary_op("mul", a, b, result_type(a, b), false, [](auto x, auto y) { return x * y; });
+}
+/// t * s.
+inline Tensor mul(const Tensor& t, const Scalar& s) {
+  return detail::scalar_op("mul", t, s, result_type(t, s), false, [](auto x, auto y) { return x * y; });
+}
+
+namespace detail {
+// Division of promoted operands; rounding_mode: "" (true division), "trunc" or "floor".
+template <class M>
+inline M divide(M x, M y, std::string_view mode) {
+  if constexpr (is_float_v<M>) {
+    const M q = x / y;
+    if (mode == "trunc") return std::trunc(q);
+    if (mode == "floor") {
+      // Python's floor division: floor of the exact quotient, computed as PyTorch does via fmod
+      if (y == 0) return q;
+      const M mod = std::fmod(x, y);
+      M div = (x - mod) / y;
+      if (mod != 0 && ((y < 0) != (mod < 0))) div -= 1;
+      if (div == 0) return std::copysign(M(0), q);
+      const M floordiv = std::floor(div);
+      return div - floordiv > M(0.5) ? floordiv + 1 : floordiv;
+    }
+    return q;
+  } else {
+    TORCHLET_CHECK(y != 0, ValueError, "[div] integer division by zero");
+    if constexpr (std::is_same_v<M, bool>) {
+      return x;
+    } else {
+      M q = static_cast<M>(x / y);
+      if (mode == "floor" && (x % y != 0) && ((x < 0) != (y < 0))) --q;
+      return q;
+    }
+  }
+}
+inline DType div_type(DType promoted, std::string_view mode) {
+  TORCHLET_CHECK(mode.empty() || mode == "trunc" || mode == "floor", ValueError,
+                 "[div] expected rounding_mode to be one of \"\", \"trunc\" or \"floor\", got \"", mode, "\"");
+  return mode.empty() && !is_floating_point(promoted) ? kFloat32 : promoted;
+}
+}  // namespace detail
+
+/// a / b: true division (integers give float32), or rounded with rounding_mode "trunc" or "floor".
+inline Tensor div(const Tensor& a, const Tensor& b, std::string_view rounding_mode = "") {
+  const DType t = detail::div_type(result_type(a, b), rounding_mode);
+  return detail::binary_op("div", a, b, t, false, [rounding_mode](auto x, auto y) {
+    return detail::divide(x, y, rounding_mode);
+  });
+}
+/// t / s, with the same rounding modes.
+inline Tensor div(const Tensor& t, const Scalar& s, std::string_view rounding_mode = "") {
+  const DType r = detail::div_type(result_type(t, s), rounding_mode);
+  return detail::scalar_op("div", t, s, r, false, [rounding_mode](auto x, auto y) {
+    return detail::divide(x, y, rounding_mode);
+  });
+}
+
+// ---- in place --------------------------------------------------------------------------------------
+/// self += alpha * other, in place (the result type must be castable to self's dtype).
+inline Tensor& add_(Tensor& self, const Tensor& other, const Scalar& alpha = 1) {
+  return detail::assign_inplace("add_", self, add(self, other, alpha));
+}
+/// self += alpha * s, in place.
+inline Tensor& add_(Tensor& self, const Scalar& s, const Scalar& alpha = 1) {
+  return detail::assign_inplace("add_", self, add(self, s, alpha));
+}
+/// self -= alpha * other, in place.
+inline Tensor& sub_(Tensor& self, const Tensor& other, const Scalar& alpha = 1) {
+  return detail::assign_inplace("sub_", self, sub(self, other, alpha));
+}
+/// self *= other, in place.
+inline Tensor& mul_(Tensor& self, const Tensor& other) { return detail::assign_inplace("mul_", self, mul(self, other)); }
+/// self *= s, in place.
+inline Tensor& mul_(Tensor& self, const Scalar& s) { return detail::assign_inplace("mul_", self, mul(self, s)); }
+/// self /= other, in place.
+inline Tensor& div_(Tensor& self, const Tensor& other) { return detail::assign_inplace("div_", self, div(self, other)); }
+/// self /= s, in place.
+inline Tensor& div_(Tensor& self, const Scalar& s) { return detail::assign_inplace("div_", self, div(self, s)); }
+
+// ---- unary -----------------------------------------------------------------------------------------
+/// -t (not defined for bool, as in PyTorch).
+inline Tensor neg(const Tensor& t) {
+  TORCHLET_CHECK(t.dtype() != kBool, DTypeError,
+                 "[neg] negation, the `-` operator, on a bool tensor is not supported; use logical_not");
+  return detail::unary_op("neg", t, t.dtype(), [](auto x) { return -x; });
+}
+/// |t|.
+inline Tensor abs(const Tensor& t) {
+  return detail::unary_op("abs", t, t.dtype(), [](auto x) {
+    if constexpr (std::is_same_v<decltype(x), bool>) return x;
+    else return x < 0 ? static_cast<decltype(x)>(-x) : x == 0 ? static_cast<decltype(x)>(0) : x;
+  });
+}
+/// e^t (integer inputs give float32).
+inline Tensor exp(const Tensor& t) {
+  return detail::unary_op("exp", t, detail::float_result(t.dtype()), [](auto x) { return std::exp(x); });
+}
+/// Natural logarithm (negative -> nan, 0 -> -inf).
+inline Tensor log(const Tensor& t) {
+  return detail::unary_op("log", t, detail::float_result(t.dtype()), [](auto x) { return std::log(x); });
+}
+/// Square root (negative -> nan).
+inline Tensor sqrt(const Tensor& t) {
+  return detail::unary_op("sqrt", t, detail::float_result(t.dtype()), [](auto x) { return std::sqrt(x); });
+}
+/// max(t, 0), keeping NaN.
+inline Tensor relu(const Tensor& t) {
+  TORCHLET_CHECK(t.dtype() != kBool, DTypeError, "[relu] not implemented for bool tensors");
+  return detail::unary_op("relu", t, t.dtype(), [](auto x) { return x < 0 ? static_cast<decltype(x)>(0) : x; });
+}
+/// relu in place.
+inline Tensor& relu_(Tensor& t) { return t.copy_(relu(t)); }
+
+/// t ** exponent (a number): integer tensors with an integer exponent stay integers.
+inline Tensor pow(const Tensor& t, const Scalar& exponent) {
+  const DType r = result_type(t, exponent);
+  if (!is_floating_point(r)) {
+    TORCHLET_CHECK(exponent.to<int64_t>() >= 0, ValueError, "[pow] integers to negative integer powers are not allowed");
+    return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto e) {
+      using M = decltype(x);
+      if constexpr (std::is_same_v<M, bool>) return e == 0 ? true : x;
+      else if constexpr (std::is_integral_v<M>) return detail::int_pow<M>(x, e);
+      else return std::pow(x, e);  // not reached: r is integral here
+    });
+  }
+  const double e = exponent.to<double>();
+  if (e == 2) return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return x * x; });
+  if (e == 0.5) return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return std::sqrt(x); });
+  return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto y) { return std::pow(x, y); });
+}
+/// base ** exponent elementwise, broadcast and promoted.
+inline Tensor pow(const Tensor& base, const Tensor& exponent) {
+  const DType r = result_type(base, exponent);
+  return detail::binary_op("pow", base, exponent, r, false, [](auto x, auto y) {
+    using M = decltype(x);
+    if constexpr (std::is_same_v<M, bool>) return y ? x : true;
+    else if constexpr (std::is_integral_v<M>) {
+      TORCHLET_CHECK(y >= 0, ValueError, "[pow] integers to negative integer powers are not allowed");
+      return detail::int_pow<M>(x, y);
+    } else {
+      return std::pow(x, y);
+    }
+  });
+}
+
+/// Limits t to [min, max] (either may be absent; NaN stays NaN; min > max gives max everywhere).
+inline Tensor clamp(const Tensor& t, std::optional<Scalar> min, std::optional<Scalar> max = std::nullopt) {
+  TORCHLET_CHECK(min || max, ValueError, "[clamp] at least one of 'min' or 'max' must not be None");
+  DType r = t.dtype();
+  if (min) r = detail::combine_categories(r, min->default_dtype());
+  if (max) r = detail::combine_categories(r, max->default_dtype());
+  TORCHLET_CHECK(r != kBool, DTypeError, "[clamp] not implemented for bool tensors");
+  const Tensor x = t.to(r);
+  Tensor out = empty(t.sizes(), r);
+  detail::dispatch_all(r, "clamp", [&]<class T>() {
+    using M = detail::opmath_t<T>;
+    const bool has_lo = min.has_value(), has_hi = max.has_value();
+    const M lo = has_lo ? min->to<M>() : M(0), hi = has_hi ? max->to<M>() : M(0);
+    cpu::map_elements<T, T>(out, [=](T in) {
+      M v = static_cast<M>(in);
+      if constexpr (detail::is_float_v<M>) if (v != v) return in;
+      if (has_lo && v < lo) v = lo;
+      if (has_hi && v > hi) v = hi;
+      return detail::convert<T>(v);
+    }, x);
+  });
+  return out;
+}
+
+/// Elementwise maximum (NaN if either is NaN).
+inline Tensor maximum(const Tensor& a, const Tensor& b) {
+  return detail::binary_op("maximum", a, b, result_type(a, b), false, [](auto x, auto y) { return detail::nan_max(x, y); });
+}
+/// Elementwise minimum (NaN if either is NaN).
+inline Tensor minimum(const Tensor& a, const Tensor& b) {
+  return detail::binary_op("minimum", a, b, result_type(a, b), false, [](auto x, auto y) { return detail::nan_min(x, y); });
+}
+
+// ---- comparisons (bool results) --------------------------------------------------------------------
+#define TORCHLET_COMPARISON(name, expr)                                                                     \
+  /** Elementwise a expr b as a bool tensor, broadcast and compared in the promoted dtype. */              \
+  inline Tensor name(const Tensor& a, const Tensor& b) {                                                   \
+    return detail::binary_op(#name, a, b, result_type(a, b), true, [](auto x, auto y) { return x expr y; }); \
+  }                                                                                                         \
+  /** Elementwise t expr s as a bool tensor. */                                                            \
+  inline Tensor name(const Tensor& t, const Scalar& s) {                                                   \
+    return detail::scalar_op(#name, t, s, result_type(t, s), true, [](auto x, auto y) { return x expr y; }); \
+  }
+TORCHLET_COMPARISON(eq, ==)
+TORCHLET_COMPARISON(ne, !=)
+TORCHLET_COMPARISON(lt, <)
+TORCHLET_COMPARISON(le, <=)
+TORCHLET_COMPARISON(gt, >)
+TORCHLET_COMPARISON(ge, >=)
+#undef TORCHLET_COMPARISON
+
+/// Elementwise `cond ? a : b`, all three broadcast together; cond must be bool.
+inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  TORCHLET_CHECK(cond.dtype() == kBool, DTypeError, "[where] expected condition to be a bool tensor, got ", cond.dtype());
+  detail::check_cpu(cond, "where");
+  const DType r = result_type(a, b);
+  auto ab = detail::broadcast_pair("where", a, b, r);
+  const Shape shape = broadcast_shapes(cond.sizes(), ab.shape, "where");
+  Tensor out = empty(shape, r);
+  detail::dispatch_all(r, "where", [&]<class T>() {
+    cpu::map_elements<T, bool, T, T>(out, [](bool c, T x, T y) { return c ? x : y; }, cond.expand(shape),
+                                     ab.a.expand(shape), ab.b.expand(shape));
+  });
+  return out;
+}
+/// where() with a number for the false branch.
+inline Tensor where(const Tensor& cond, const Tensor& a, const Scalar& b) {
+  return where(cond, a, scalar_tensor(b, result_type(a, b)));
+}
+
+// ---- operators ---------------------------------------------------------------------------------------
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }   ///< add(a, b)
+inline Tensor operator+(const Tensor& a, const Scalar& s) { return add(a, s); }   ///< add(a, s)
+inline Tensor operator+(const Scalar& s, const Tensor& a) { return add(a, s); }   ///< add(a, s)
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }   ///< sub(a, b)
+inline Tensor operator-(const Tensor& a, const Scalar& s) { return sub(a, s); }   ///< sub(a, s)
+/// s - a
+inline Tensor operator-(const Scalar& s, const Tensor& a) { return add(neg(a), s); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }   ///< mul(a, b)
+inline Tensor operator*(const Tensor& a, const Scalar& s) { return mul(a, s); }   ///< mul(a, s)
+inline Tensor operator*(const Scalar& s, const Tensor& a) { return mul(a, s); }   ///< mul(a, s)
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }   ///< div(a, b)
+inline Tensor operator/(const Tensor& a, const Scalar& s) { return div(a, s); }   ///< div(a, s)
+/// s / a
+inline Tensor operator/(const Scalar& s, const Tensor& a) { return div(scalar_tensor(s), a); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }                       ///< neg(a)
+inline Tensor& operator+=(Tensor& a, const Tensor& b) { return add_(a, b); }      ///< add_(a, b)
+inline Tensor& operator+=(Tensor& a, const Scalar& s) { return add_(a, s); }      ///< add_(a, s)
+inline Tensor& operator-=(Tensor& a, const Tensor& b) { return sub_(a, b); }      ///< sub_(a, b)
+inline Tensor& operator*=(Tensor& a, const Tensor& b) { return mul_(a, b); }      ///< mul_(a, b)
+inline Tensor& operator*=(Tensor& a, const Scalar& s) { return mul_(a, s); }      ///< mul_(a, s)
+inline Tensor& operator/=(Tensor& a, const Tensor& b) { return div_(a, b); }      ///< div_(a, b)
+inline Tensor& operator/=(Tensor& a, const Scalar& s) { return div_(a, s); }      ///< div_(a, s)
+}  // namespace torchlet

@@ -1,1 +1,146 @@
 #pragma once
+/// \file 2-D pooling with PyTorch's semantics: max_pool2d (optionally with indices), avg_pool2d and
+/// adaptive_avg_pool2d on [N, C, H, W] or unbatched [C, H, W] inputs of any layout.
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "torchlet/backend/cpu/pooling.hpp"
+#include "torchlet/tensor/tensor.hpp"
+
+namespace torchlet {
+
+/// Options of max_pool2d, with PyTorch's defaults (each field takes one value for both dims, or {h, w}).
+struct MaxPool2dOptions {
+  Shape kernel_size{};         ///< window size (required)
+  Shape stride{};              ///< step between windows; empty means kernel_size
+  Shape padding{0, 0};         ///< implicit -inf padding on each side, at most half the kernel
+  Shape dilation{1, 1};        ///< spacing between window elements
+  bool ceil_mode = false;      ///< round the output size up instead of down
+};
+
+/// Options of avg_pool2d, with PyTorch's defaults (each field takes one value for both dims, or {h, w}).
+struct AvgPool2dOptions {
+  Shape kernel_size{};                      ///< window size (required)
+  Shape stride{};                           ///< step between windows; empty means kernel_size
+  Shape padding{0, 0};                      ///< implicit zero padding on each side, at most half the kernel
+  bool ceil_mode = false;                   ///< round the output size up instead of down
+  bool count_include_pad = true;            ///< count padded zeros in the divisor
+  std::optional<int64_t> divisor_override{};  ///< divide every window by this instead (non-zero)
+};
+
+namespace detail {
+/// {h, w} from a 1- or 2-element option (or `fallback` when empty and a fallback is given).
+inline std::pair<int64_t, int64_t> pair_option(const Shape& v, const char* op, const char* name,
+                                               const Shape* fallback = nullptr) {
+  if (v.empty() && fallback) return pair_option(*fallback, op, name);
+  TORCHLET_CHECK(v.size() == 1 || v.size() == 2, ValueError, "[", op, "] ", name,
+                 " must have 1 or 2 elements, got ", shape_str(v));
+  return {v[0], v.size() == 2 ? v[1] : v[0]};
+}
+
+/// Checks a pooling input: defined, on the CPU, [C, H, W] or [N, C, H, W] with non-empty C, H, W.
+inline void check_pool_input(const Tensor& x, const char* op) {
+  TORCHLET_CHECK(x.defined(), ValueError, "[", op, "] input tensor is undefined");
+  check_cpu(x, op);
+  TORCHLET_CHECK(x.dim() == 3 || x.dim() == 4, ShapeError, "[", op, "] expected input of 3 or 4 dims, got ",
+                 shape_str(x.sizes()));
+  for (int64_t d = x.dim() - 3; d < x.dim(); ++d)
+    TORCHLET_CHECK(x.size(d) > 0, ShapeError, "[", op,
+                   "] expected non-zero sizes except for the batch dim, got input ", shape_str(x.sizes()));
+}
+
+/// Validates kernel/stride/padding/dilation against PyTorch's rules and computes the output size.
+inline cpu::Pool2dGeometry pool_geometry(const Tensor& x, const char* op, const Shape& kernel, const Shape& stride,
+                                         const Shape& padding, const Shape& dilation, bool ceil_mode) {
+  const auto [kh, kw] = pair_option(kernel, op, "kernel_size");
+  const auto [sh, sw] = pair_option(stride, op, "stride", &kernel);
+  const auto [ph, pw] = pair_option(padding, op, "padding");
+  const auto [dh, dw] = pair_option(dilation, op, "dilation");
+  TORCHLET_CHECK(kh > 0 && kw > 0, ValueError, "[", op, "] kernel_size must be positive, got [", kh, ", ", kw, "]");
+  TORCHLET_CHECK(sh > 0 && sw > 0, ValueError, "[", op, "] stride must be positive, got [", sh, ", ", sw, "]");
+  TORCHLET_CHECK(dh > 0 && dw > 0, ValueError, "[", op, "] dilation must be positive, got [", dh, ", ", dw, "]");
+  TORCHLET_CHECK(ph >= 0 && pw >= 0, ValueError, "[", op, "] padding must be non-negative, got [", ph, ", ", pw, "]");
+  TORCHLET_CHECK(ph <= kh / 2 && pw <= kw / 2, ValueError, "[", op,
+                 "] pad should be at most half of kernel size: expected padding <= [", kh / 2, ", ", kw / 2,
+                 "], got [", ph, ", ", pw, "] (kernel_size [", kh, ", ", kw, "])");
+  const int64_t H = x.size(-2), W = x.size(-1), C = x.size(-3);
+  const int64_t oh = cpu::pool_output_size(H, kh, ph, sh, dh, ceil_mode);
+  const int64_t ow = cpu::pool_output_size(W, kw, pw, sw, dw, ceil_mode);
+  TORCHLET_CHECK(oh >= 1 && ow >= 1, ShapeError, "[", op, "] output size is too small: input [C, H, W] = [", C,
+                 ", ", H, ", ", W, "] gives [", C, ", ", oh, ", ", ow, "]");
+  return {kh, kw, sh, sw, ph, pw, dh, dw, oh, ow};
+}
+
+/// The input as [N, C, H, W] (a view; unbatched [C, H, W] gets N = 1).
+inline Tensor as_batched(const Tensor& x) { return x.dim() == 3 ? x.unsqueeze(0) : x; }
+
+/// Output sizes: x's leading dims with H, W replaced by oh, ow.
+inline Shape pooled_sizes(const Tensor& x, int64_t oh, int64_t ow) {
+  Shape s = x.sizes();
+  s[s.size() - 2] = oh;
+  s[s.size() - 1] = ow;
+  return s;
+}
+
+/// Raises DTypeError unless `x` is float16, bfloat16, float32 or float64 (or also int64 with `allow_long`).
+inline void check_pool_dtype(const Tensor& x, const char* op, bool allow_long = false) {
+  const DType t = x.dtype();
+  const bool ok = t == kFloat16 || t == kBFloat16 || t == kFloat32 || t == kFloat64 || (allow_long && t == kInt64);
+  TORCHLET_CHECK(ok, DTypeError, "[", op, "] expected input of dtype float16, bfloat16, float32, float64",
+                 allow_long ? " or int64" : "", ", got ", t);
+}
+}  // namespace detail
+
+/// Max pooling over 2-D windows of [N, C, H, W] or [C, H, W] input, and the flat index (h * W + w within its
+/// plane, int64) of each maximum, as torch.nn.functional.max_pool2d(..., return_indices=True).
+inline std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, const MaxPool2dOptions& o) {
+  detail::check_pool_input(x, "max_pool2d");
+  detail::check_pool_dtype(x, "max_pool2d");
+  const cpu::Pool2dGeometry g =
+      detail::pool_geometry(x, "max_pool2d", o.kernel_size, o.stride, o.padding, o.dilation, o.ceil_mode);
+  const Shape sizes = detail::pooled_sizes(x, g.out_h, g.out_w);
+  Tensor out = empty(sizes, x.dtype());
+  Tensor idx = empty(sizes, kInt64);
+  cpu::max_pool2d(detail::as_batched(x), g, out, idx);
+  return {out, idx};
+}
+
+/// Max pooling over 2-D windows of [N, C, H, W] or [C, H, W] input, as torch.nn.functional.max_pool2d.
+inline Tensor max_pool2d(const Tensor& x, const MaxPool2dOptions& o) {
+  detail::check_pool_input(x, "max_pool2d");
+  detail::check_pool_dtype(x, "max_pool2d");
+  const cpu::Pool2dGeometry g =
+      detail::pool_geometry(x, "max_pool2d", o.kernel_size, o.stride, o.padding, o.dilation, o.ceil_mode);
+  Tensor out = empty(detail::pooled_sizes(x, g.out_h, g.out_w), x.dtype());
+  cpu::max_pool2d(detail::as_batched(x), g, out, Tensor());
+  return out;
+}
+
+/// Average pooling over 2-D windows of [N, C, H, W] or [C, H, W] input (floating or int64), as
+/// torch.nn.functional.avg_pool2d.
+inline Tensor avg_pool2d(const Tensor& x, const AvgPool2dOptions& o) {
+  detail::check_pool_input(x, "avg_pool2d");
+  detail::check_pool_dtype(x, "avg_pool2d", /*allow_long=*/true);
+  TORCHLET_CHECK(!o.divisor_override || *o.divisor_override != 0, ValueError,
+                 "[avg_pool2d] divisor_override must be non-zero, got 0");
+  const cpu::Pool2dGeometry g =
+      detail::pool_geometry(x, "avg_pool2d", o.kernel_size, o.stride, o.padding, {1, 1}, o.ceil_mode);
+  Tensor out = empty(detail::pooled_sizes(x, g.out_h, g.out_w), x.dtype());
+  cpu::avg_pool2d(detail::as_batched(x), g, o.count_include_pad, o.divisor_override, out);
+  return out;
+}
+
+/// Average pooling of [N, C, H, W] or [C, H, W] input to `output_size` ({h, w} or one value for both), with
+/// PyTorch's windows [floor(i * in / out), ceil((i + 1) * in / out)), as torch.nn.functional.adaptive_avg_pool2d.
+inline Tensor adaptive_avg_pool2d(const Tensor& x, Shape output_size) {
+  detail::check_pool_input(x, "adaptive_avg_pool2d");
+  detail::check_pool_dtype(x, "adaptive_avg_pool2d");
+  const auto [oh, ow] = detail::pair_option(output_size, "adaptive_avg_pool2d", "output_size");
+  TORCHLET_CHECK(oh >= 0 && ow >= 0, ValueError, "[adaptive_avg_pool2d] output_size must be non-negative, got [",
+                 oh, ", ", ow, "]");
+  Tensor out = empty(detail::pooled_sizes(x, oh, ow), x.dtype());
+  cpu::adaptive_avg_pool2d(detail::as_batched(x), detail::as_batched(out));
+  return out;
+}
+}  // namespace torchlet

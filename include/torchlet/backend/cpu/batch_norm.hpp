@@ -1,0 +1,90 @@
+#pragma once
+/// \file CPU kernels for batch normalisation on validated inputs viewed as [N, C, S] (S = the product of the
+/// spatial dims) with any strides: per-channel batch statistics, and the per-channel affine transform
+/// out = x * scale[c] + shift[c] that both evaluation and training use (as PyTorch's batch_norm_cpu does).
+#include <cstdint>
+#include <vector>
+
+#include "torchlet/core/threads.hpp"
+#include "torchlet/tensor/dispatch.hpp"
+#include "torchlet/tensor/strided_loop.hpp"
+#include "torchlet/tensor/tensor.hpp"
+
+namespace torchlet {
+namespace detail {
+/// Calls f(i) for i in [0, count), across threads when count * work_per_item reaches the parallel grain.
+template <class F>
+inline void bn_parallel_for(int64_t count, int64_t work_per_item, F&& f) {
+#if defined(_OPENMP)
+  const int threads = get_num_threads();
+  if (threads > 1 && count > 1 && count * work_per_item >= kParallelGrain) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < count; ++i) f(i);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < count; ++i) f(i);
+}
+}  // namespace detail
+
+namespace cpu {
+
+/// Per-channel statistics of x3 [N, C, S] (a floating dtype, any strides), accumulated in double:
+/// mean[c] and var_sum[c] = sum over (n, s) of (x - mean[c])^2 (two passes, as PyTorch). Both get C entries.
+inline void batch_norm_collect_stats(const Tensor& x3, std::vector<double>& mean, std::vector<double>& var_sum) {
+  const int64_t N = x3.size(0), C = x3.size(1), S = x3.size(2);
+  const int64_t sN = x3.stride(0), sC = x3.stride(1), sS = x3.stride(2);
+  mean.assign(static_cast<size_t>(C), 0.0);
+  var_sum.assign(static_cast<size_t>(C), 0.0);
+  const double count = static_cast<double>(N * S);
+  detail::dispatch_floating(x3.dtype(), "batch_norm", [&]<class T>() {
+    const T* in = static_cast<const T*>(x3.data_ptr());
+    detail::bn_parallel_for(C, 2 * N * S, [&](int64_t c) {
+      const T* base = in + c * sC;
+      double sum = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* row = base + n * sN;
+        for (int64_t s = 0; s < S; ++s) sum += static_cast<double>(static_cast<detail::opmath_t<T>>(row[s * sS]));
+      }
+      const double m = sum / count;
+      double sq = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T* row = base + n * sN;
+        for (int64_t s = 0; s < S; ++s) {
+          const double d = static_cast<double>(static_cast<detail::opmath_t<T>>(row[s * sS])) - m;
+          sq += d * d;
+        }
+      }
+      mean[static_cast<size_t>(c)] = m;
+      var_sum[static_cast<size_t>(c)] = sq;
+    });
+  });
+}
+
+/// out3[n, c, s] = x3[n, c, s] * scale[c] + shift[c], computed in the input's opmath type; x3 [N, C, S] has any
+/// strides, out3 is contiguous with x3's shape and dtype.
+inline void batch_norm_transform(const Tensor& x3, const std::vector<double>& scale, const std::vector<double>& shift,
+                                 const Tensor& out3) {
+  const int64_t N = x3.size(0), C = x3.size(1), S = x3.size(2);
+  const int64_t sN = x3.stride(0), sC = x3.stride(1), sS = x3.stride(2);
+  if (N * C * S == 0) return;
+  detail::dispatch_floating(x3.dtype(), "batch_norm", [&]<class T>() {
+    using acc = detail::opmath_t<T>;
+    const T* in = static_cast<const T*>(x3.data_ptr());
+    T* o = static_cast<T*>(out3.data_ptr());
+    detail::bn_parallel_for(N * C, S, [&](int64_t p) {
+      const int64_t n = p / C, c = p % C;
+      const acc a = static_cast<acc>(scale[static_cast<size_t>(c)]);
+      const acc b = static_cast<acc>(shift[static_cast<size_t>(c)]);
+      const T* src = in + n * sN + c * sC;
+      T* dst = o + p * S;
+      if (sS == 1) {
+        for (int64_t s = 0; s < S; ++s) dst[s] = static_cast<T>(static_cast<acc>(src[s]) * a + b);
+      } else {
+        for (int64_t s = 0; s < S; ++s) dst[s] = static_cast<T>(static_cast<acc>(src[s * sS]) * a + b);
+      }
+    });
+  });
+}
+}  // namespace cpu
+}  // namespace torchlet
