@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds torchlet's tests, benchmarks and examples, runs
+# every suite, and ends with the line "N passed, N failed" (test cases over all suites).
+# Usage: bash tools/test.sh            (BUILD_DIR=... to choose the build folder; default build-test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/install-deps.sh
+
+# nvcc may sit outside PATH; with it the CUDA translation units are compiled too (no GPU is needed)
+if [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
+
+build=${BUILD_DIR:-build-test}
+if [ -d "$build" ]; then
+  meson setup --reconfigure "$build" >/dev/null
+else
+  meson setup "$build"
+fi
+ninja -C "$build"
+status=0
+meson test -C "$build" --print-errorlogs --num-processes 2 || status=$?
+python3 tools/test_totals.py "$build/meson-logs/testlog.json"
+exit $status
