@@ -1,1 +1,76 @@
 #pragma once
+/// \file softmax, log_softmax and dropout with PyTorch's semantics (relu lives in ops/arithmetic.hpp).
+#include <utility>
+
+#include "torchlet/backend/cpu/softmax.hpp"
+#include "torchlet/tensor/factory.hpp"
+#include "torchlet/tensor/random.hpp"
+
+namespace torchlet {
+namespace detail {
+/// softmax / log_softmax: checks, then the CPU kernel into a new contiguous tensor of x's dtype.
+inline Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+  const char* op = log ? "log_softmax" : "softmax";
+  check_cpu(x, op);
+  TORCHLET_CHECK(x.is_floating_point(), DTypeError, "[", op, "] expected a floating point dtype (float16, bfloat16, "
+                 "float32, float64), got ", x.dtype());
+  dim = wrap_dim(dim, x.dim(), op);
+  Tensor out = empty(x.sizes(), x.dtype());
+  cpu::softmax_into(out, x, dim, log);
+  return out;
+}
+}  // namespace detail
+
+/// exp(x - max) / sum(exp(x - max)) along `dim` (floating dtypes; 16-bit floats computed in float32).
+inline Tensor softmax(const Tensor& x, int64_t dim) { return detail::softmax_impl(x, dim, false); }
+
+/// x - max - log(sum(exp(x - max))) along `dim` (floating dtypes; 16-bit floats computed in float32).
+inline Tensor log_softmax(const Tensor& x, int64_t dim) { return detail::softmax_impl(x, dim, true); }
+
+/// Dropout that also returns its bool mask (true = kept): out = x * mask / (1 - p) computed as PyTorch does
+/// (x times the scale 1/(1-p) rounded to x's dtype; dropped elements are x * 0). Identity with an all-true
+/// mask when !training or p == 0; all dropped when p == 1. The mask is drawn from `gen` in row-major order.
+inline std::pair<Tensor, Tensor> dropout_with_mask(const Tensor& x, double p, bool training,
+                                                   Generator& gen = default_generator()) {
+  detail::check_cpu(x, "dropout");
+  TORCHLET_CHECK(p >= 0 && p <= 1, ValueError, "[dropout] dropout probability has to be between 0 and 1, but got ",
+                 p);
+  if (!training || p == 0 || x.numel() == 0) return {x, ones(x.sizes(), kBool)};
+  TORCHLET_CHECK(x.is_floating_point(), DTypeError, "[dropout] expected a floating point dtype, got ", x.dtype());
+  Tensor mask = empty(x.sizes(), kBool);
+  bool* m = mask.data<bool>();
+  const double keep = 1 - p;
+  for (int64_t i = 0, n = mask.numel(); i < n; ++i) m[i] = p < 1 && gen.uniform() < keep;
+  Tensor out = empty(x.sizes(), x.dtype());
+  std::array<char*, 3> base{static_cast<char*>(out.data_ptr()), static_cast<char*>(x.data_ptr()),
+                            static_cast<char*>(mask.data_ptr())};
+  std::array<Shape, 3> st{detail::byte_strides(out.strides(), out.element_size()),
+                          detail::byte_strides(x.strides(), x.element_size()),
+                          detail::byte_strides(mask.strides(), 1)};
+  detail::dispatch_floating(x.dtype(), "dropout", [&]<class T>() {
+    using A = detail::opmath_t<T>;
+    // PyTorch: noise = bernoulli(1 - p) / (1 - p) in x's dtype, then x * noise
+    const A scale = p < 1 ? static_cast<A>(static_cast<T>(A(1) / static_cast<A>(static_cast<T>(keep)))) : A(0);
+    detail::for_each_strided<3>(x.sizes(), base, st, [scale](std::array<char*, 3> q, std::array<int64_t, 3> s,
+                                                             int64_t n) {
+      for (int64_t i = 0; i < n; ++i) {
+        const A v = static_cast<A>(*reinterpret_cast<const T*>(q[1] + i * s[1]));
+        const bool kept = *reinterpret_cast<const bool*>(q[2] + i * s[2]);
+        *reinterpret_cast<T*>(q[0] + i * s[0]) = static_cast<T>(v * (kept ? scale : A(0)));
+      }
+    });
+  });
+  return {out, mask};
+}
+
+/// Zeroes each element with probability p and scales the rest by 1/(1-p) when `training` (torch's dropout);
+/// returns x itself when !training or p == 0. p outside [0, 1] raises ValueError.
+inline Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator()) {
+  if (!training || p == 0) {  // no mask to make
+    TORCHLET_CHECK(p >= 0 && p <= 1, ValueError, "[dropout] dropout probability has to be between 0 and 1, but got ",
+                   p);
+    return x;
+  }
+  return dropout_with_mask(x, p, training, gen).first;
+}
+}  // namespace torchlet

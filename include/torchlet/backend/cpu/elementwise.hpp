@@ -9,8 +9,7 @@
 #include "torchlet/tensor/strided_loop.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
-namespace torchlet::cpu {
-namespace detail {
+namespace torchlet::detail {
 // Names "a Tensor" once per input element type, so the inputs can be a pack.
 template <class>
 struct tensor_for { using type = Tensor; };
@@ -29,17 +28,18 @@ inline void map_run(std::array<char*, 1 + sizeof...(In)> p, std::array<int64_t, 
       *reinterpret_cast<Out*>(p[0] + i * s[0]) = f(*reinterpret_cast<const In*>(p[I + 1] + i * s[I + 1])...);
   }
 }
-}  // namespace detail
+}  // namespace torchlet::detail
 
+namespace torchlet::cpu {
 /// Writes f(in...) into every element of `out`. Each input must have out's shape (expand() it first) and
 /// the C++ element types Out / In... must match the tensors' dtypes. Runs on several threads for large work.
 template <class Out, class... In, class F>
 void map_elements(const Tensor& out, const F& f, const typename detail::tensor_for<In>::type&... in) {
   constexpr size_t K = 1 + sizeof...(In);
   std::array<char*, K> base{static_cast<char*>(out.data_ptr()), static_cast<char*>(in.data_ptr())...};
-  std::array<Shape, K> st{torchlet::detail::byte_strides(out.strides(), sizeof(Out)),
-                          torchlet::detail::byte_strides(in.strides(), sizeof(In))...};
-  torchlet::detail::for_each_strided<K>(
+  std::array<Shape, K> st{detail::byte_strides(out.strides(), sizeof(Out)),
+                          detail::byte_strides(in.strides(), sizeof(In))...};
+  detail::for_each_strided<K>(
       out.sizes(), base, st, [&f](std::array<char*, K> p, std::array<int64_t, K> s, int64_t n) {
         detail::map_run<Out, In...>(p, s, n, f, std::index_sequence_for<In...>{});
       });
