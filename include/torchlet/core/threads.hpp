@@ -1,6 +1,8 @@
 #pragma once
 /// \file The number of threads CPU kernels use (OpenMP; Eigen's GEMM follows the same setting).
+#include <cstdint>
 #include <thread>
+#include <utility>
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -46,4 +48,31 @@ inline int get_num_threads() {
   return 1;
 #endif
 }
+
+namespace detail {
+/// Work below this many elementary steps runs on one thread.
+inline constexpr int64_t kParallelGrain = 32768;
+
+/// Calls f(i) for every i in [0, count): split statically across get_num_threads() threads when
+/// `parallel` is true and there is more than one item, serially otherwise. f must only write its own item's data.
+template <class F>
+inline void parallel_for(int64_t count, bool parallel, F&& f) {
+#if defined(_OPENMP)
+  const int threads = get_num_threads();
+  if (parallel && threads > 1 && count > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < count; ++i) f(i);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < count; ++i) f(i);
+}
+
+/// parallel_for over `count` items of `work_per_item` elementary steps each, threaded only when the total
+/// reaches kParallelGrain.
+template <class F>
+inline void parallel_for_work(int64_t count, int64_t work_per_item, F&& f) {
+  parallel_for(count, count * work_per_item >= kParallelGrain, std::forward<F>(f));
+}
+}  // namespace detail
 }  // namespace torchlet

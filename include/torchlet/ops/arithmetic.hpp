@@ -283,7 +283,10 @@ inline Tensor sqrt(const Tensor& t) {
 /// max(t, 0), keeping NaN.
 inline Tensor relu(const Tensor& t) {
   TORCHLET_CHECK(t.dtype() != kBool, DTypeError, "[relu] not implemented for bool tensors");
-  return detail::unary_op("relu", t, t.dtype(), [](auto x) { return x < 0 ? static_cast<decltype(x)>(0) : x; });
+  return detail::unary_op("relu", t, t.dtype(), [](auto x) {
+    if constexpr (std::is_same_v<decltype(x), bool>) return x;  // not reached: refused above
+    else return x < 0 ? static_cast<decltype(x)>(0) : x;
+  });
 }
 /// relu in place.
 inline Tensor& relu_(Tensor& t) { return t.copy_(relu(t)); }

@@ -9,9 +9,6 @@
 
 namespace torchlet::detail {
 
-/// Work below this many elements runs on one thread.
-inline constexpr int64_t kParallelGrain = 32768;
-
 /// For K operands viewed with `sizes` and byte strides `strides[k]` from `base[k]`, calls
 /// `inner(ptrs, inner_strides, n)` on runs of n elements along the innermost dimension, where
 /// ptrs[k] is the first element of operand k in the run and inner_strides[k] its byte step.
@@ -62,14 +59,7 @@ void for_each_strided(const Shape& sizes, std::array<char*, K> base, std::array<
     for (size_t k = 0; k < K; ++k) p[k] += b * block * inner_st[k];
     inner(p, inner_st, std::min(block, n - b * block));
   };
-  if (threads > 1) {
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-    for (int64_t t = 0; t < tasks; ++t) run_task(t);
-  } else {
-    for (int64_t t = 0; t < tasks; ++t) run_task(t);
-  }
+  parallel_for(tasks, threads > 1, run_task);
 }
 
 /// Byte strides of a tensor's element strides.

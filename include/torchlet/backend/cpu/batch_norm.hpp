@@ -11,22 +11,6 @@
 #include "torchlet/tensor/tensor.hpp"
 
 namespace torchlet {
-namespace detail {
-/// Calls f(i) for i in [0, count), across threads when count * work_per_item reaches the parallel grain.
-template <class F>
-inline void bn_parallel_for(int64_t count, int64_t work_per_item, F&& f) {
-#if defined(_OPENMP)
-  const int threads = get_num_threads();
-  if (threads > 1 && count > 1 && count * work_per_item >= kParallelGrain) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < count; ++i) f(i);
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < count; ++i) f(i);
-}
-}  // namespace detail
-
 namespace cpu {
 
 /// Per-channel statistics of x3 [N, C, S] (a floating dtype, any strides), accumulated in double:
@@ -39,7 +23,7 @@ inline void batch_norm_collect_stats(const Tensor& x3, std::vector<double>& mean
   const double count = static_cast<double>(N * S);
   detail::dispatch_floating(x3.dtype(), "batch_norm", [&]<class T>() {
     const T* in = static_cast<const T*>(x3.data_ptr());
-    detail::bn_parallel_for(C, 2 * N * S, [&](int64_t c) {
+    torchlet::detail::parallel_for_work(C, 2 * N * S, [&](int64_t c) {
       const T* base = in + c * sC;
       double sum = 0;
       for (int64_t n = 0; n < N; ++n) {
@@ -72,7 +56,7 @@ inline void batch_norm_transform(const Tensor& x3, const std::vector<double>& sc
     using acc = detail::opmath_t<T>;
     const T* in = static_cast<const T*>(x3.data_ptr());
     T* o = static_cast<T*>(out3.data_ptr());
-    detail::bn_parallel_for(N * C, S, [&](int64_t p) {
+    torchlet::detail::parallel_for_work(N * C, S, [&](int64_t p) {
       const int64_t n = p / C, c = p % C;
       const acc a = static_cast<acc>(scale[static_cast<size_t>(c)]);
       const acc b = static_cast<acc>(shift[static_cast<size_t>(c)]);

@@ -89,14 +89,7 @@ inline void matmul_into(const Tensor& out, Tensor a, Tensor b, const Scalar& alp
           gemm<T>(la.trans, lb.trans, M, N, K, al, A + aoff[i], la.ld, B + boff[i], lb.ld, be, C + i * M * N,
                   std::max<int64_t>(N, 1));
         };
-        if (par_batches) {
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-          for (int64_t i = 0; i < batches; ++i) one(i);
-        } else {
-          for (int64_t i = 0; i < batches; ++i) one(i);
-        }
+        torchlet::detail::parallel_for(batches, par_batches, one);
       }
     });
     return;
@@ -129,14 +122,7 @@ inline void matmul_into(const Tensor& out, Tensor a, Tensor b, const Scalar& alp
           }
         }
       };
-      if (threads > 1 && batches > 1 && batches * flops >= 65536) {
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-        for (int64_t i = 0; i < batches; ++i) one(i);
-      } else {
-        for (int64_t i = 0; i < batches; ++i) one(i);
-      }
+      torchlet::detail::parallel_for(batches, threads > 1 && batches > 1 && batches * flops >= 65536, one);
     }
   });
 }

@@ -14,21 +14,6 @@
 
 namespace torchlet {
 namespace detail {
-/// Calls f(plane) for plane in [0, planes), across threads when the total work (planes * work_per_plane
-/// elementary steps) is large enough to pay for them.
-template <class F>
-inline void pool_parallel_planes(int64_t planes, int64_t work_per_plane, F&& f) {
-#if defined(_OPENMP)
-  const int threads = get_num_threads();
-  if (threads > 1 && planes > 1 && planes * work_per_plane >= kParallelGrain) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t p = 0; p < planes; ++p) f(p);
-    return;
-  }
-#endif
-  for (int64_t p = 0; p < planes; ++p) f(p);
-}
-
 /// Element strides of a [N, C, H, W] tensor and where plane `p` = n * C + c starts (in elements).
 struct PlaneLayout {
   int64_t C, sN, sC, sH, sW;
@@ -79,7 +64,7 @@ inline void max_pool2d(const Tensor& x, const Pool2dGeometry& g, const Tensor& o
     const T* in = static_cast<const T*>(x.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     int64_t* ix = want_idx ? static_cast<int64_t*>(indices.data_ptr()) : nullptr;
-    detail::pool_parallel_planes(planes, OH * OW * g.kernel_h * g.kernel_w, [&](int64_t p) {
+    torchlet::detail::parallel_for_work(planes, OH * OW * g.kernel_h * g.kernel_w, [&](int64_t p) {
       const T* src = in + L.offset(p);
       T* dst = o + p * OH * OW;
       int64_t* dix = want_idx ? ix + p * OH * OW : nullptr;
@@ -124,7 +109,7 @@ inline void avg_pool2d(const Tensor& x, const Pool2dGeometry& g, bool count_incl
     using acc = detail::opmath_t<T>;
     const T* in = static_cast<const T*>(x.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
-    detail::pool_parallel_planes(planes, OH * OW * g.kernel_h * g.kernel_w, [&](int64_t p) {
+    torchlet::detail::parallel_for_work(planes, OH * OW * g.kernel_h * g.kernel_w, [&](int64_t p) {
       const T* src = in + L.offset(p);
       T* dst = o + p * OH * OW;
       for (int64_t oh = 0; oh < OH; ++oh) {
@@ -178,7 +163,7 @@ inline void adaptive_avg_pool2d(const Tensor& x, const Tensor& out) {
     T* o = static_cast<T*>(out.data_ptr());
     // each window covers about (H / OH + 1) x (W / OW + 1) inputs
     const int64_t work = OH * OW * (H / OH + 1) * (W / OW + 1);
-    detail::pool_parallel_planes(planes, work, [&](int64_t p) {
+    torchlet::detail::parallel_for_work(planes, work, [&](int64_t p) {
       const T* src = in + L.offset(p);
       T* dst = o + p * OH * OW;
       for (int64_t oh = 0; oh < OH; ++oh) {

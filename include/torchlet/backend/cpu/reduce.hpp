@@ -134,14 +134,7 @@ std::vector<typename Op::acc_t> reduce_accumulate(const Tensor& x, const ReduceP
       });
     };
     const int64_t tasks = rows * nblocks;
-    if (par && tasks > 1) {
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-      for (int64_t t = 0; t < tasks; ++t) task(t);
-    } else {
-      for (int64_t t = 0; t < tasks; ++t) task(t);
-    }
+    torchlet::detail::parallel_for(tasks, par && tasks > 1, task);
     return out;
   }
 
@@ -169,14 +162,7 @@ std::vector<typename Op::acc_t> reduce_accumulate(const Tensor& x, const ReduceP
               });
     (chunks > 1 ? partial[t] : out[o]) = acc;
   };
-  if (par && tasks > 1) {
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-    for (int64_t t = 0; t < tasks; ++t) task(t);
-  } else {
-    for (int64_t t = 0; t < tasks; ++t) task(t);
-  }
+  torchlet::detail::parallel_for(tasks, par && tasks > 1, task);
   if (chunks > 1)
     for (int64_t o = 0; o < p.n_out; ++o) {
       out[o] = partial[o * chunks];

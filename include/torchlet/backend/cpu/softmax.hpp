@@ -92,14 +92,7 @@ inline void softmax_into(const Tensor& out, const Tensor& x, int64_t dim, bool l
           }
         }
     };
-    if (par) {
-#if defined(_OPENMP)
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-      for (int64_t t = 0; t < tasks; ++t) task(t);
-    } else {
-      for (int64_t t = 0; t < tasks; ++t) task(t);
-    }
+    torchlet::detail::parallel_for(tasks, par, task);
   });
 }
 }  // namespace torchlet::cpu
