@@ -9,6 +9,7 @@
 #include "torchlet/tensor/factory.hpp"
 #include "torchlet/tensor/random.hpp"
 #include "torchlet/tensor/tensor.hpp"
+#include "torchlet/autograd.hpp"
 #include "torchlet/io/npy.hpp"
 #include "torchlet/tensor/print.hpp"
 #include "torchlet/ops/conv.hpp"

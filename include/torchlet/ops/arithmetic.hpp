@@ -5,7 +5,9 @@
 #include <optional>
 #include <string_view>
 
+#include "torchlet/autograd/node.hpp"
 #include "torchlet/backend/cpu/elementwise.hpp"
+#include "torchlet/ops/autograd_support.hpp"
 #include "torchlet/tensor/dispatch.hpp"
 #include "torchlet/tensor/factory.hpp"
 
@@ -53,6 +55,7 @@ inline Broadcast2 broadcast_pair(const char* op, const Tensor& a, const Tensor& 
 // out = f(a, b) computed in opmath of `compute`; the result has dtype `compute`, or bool when `to_bool`.
 template <class F>
 Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, DType compute, bool to_bool, const F& f) {
+  autograd::NoGradGuard untracked;  // callers record the op as a whole
   auto in = broadcast_pair(op, a, b, compute);
   Tensor out = empty(in.shape, to_bool ? kBool : compute);
   dispatch_all(compute, op, [&]<class T>() {
@@ -66,6 +69,7 @@ Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, DType compute
 // out = f(x, s) for a tensor and a scalar, computed in opmath of `compute`.
 template <class F>
 Tensor scalar_op(const char* op, const Tensor& t, const Scalar& s, DType compute, bool to_bool, const F& f) {
+  autograd::NoGradGuard untracked;  // callers record the op as a whole
   check_cpu(t, op);
   const Tensor x = t.to(compute);
   Tensor out = empty(t.sizes(), to_bool ? kBool : compute);
@@ -81,6 +85,7 @@ Tensor scalar_op(const char* op, const Tensor& t, const Scalar& s, DType compute
 // out = f(x) elementwise, computed in opmath of `compute` (the input is converted first).
 template <class F>
 Tensor unary_op(const char* op, const Tensor& t, DType compute, const F& f) {
+  autograd::NoGradGuard untracked;  // callers record the op as a whole
   check_cpu(t, op);
   const Tensor x = t.to(compute);
   Tensor out = empty(t.sizes(), compute);
@@ -96,6 +101,17 @@ inline void check_can_cast(const char* op, DType from, DType to) {
   const bool ok = !(is_floating_point(from) && !is_floating_point(to)) && !(from != kBool && to == kBool);
   TORCHLET_CHECK(ok, DTypeError, "[", op, "] result type ", from, " can't be cast to the desired output type ", to);
 }
+
+// Records `out = op(inputs)` with backward `fn` when any input requires grad; returns out.
+inline Tensor recorded(const char* op, const autograd::TensorList& inputs, Tensor out, autograd::BackwardFn fn) {
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || autograd::any_requires_grad({t});
+  if (any) autograd::record(op, inputs, {out}, std::move(fn));
+  return out;
+}
+using autograd::SavedTensor;
+using autograd::TensorList;
+using Needs = std::vector<bool>;
 
 // Writes `result` (already computed) into `self` in place; `result` must broadcast to self's shape.
 inline Tensor& assign_inplace(const char* op, Tensor& self, const Tensor& result) {
@@ -135,15 +151,37 @@ inline M int_pow(M base, M exp) {
 }
 }  // namespace detail
 
+// declared here, defined below: backward formulas use them
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& t, const Scalar& s);
+Tensor div(const Tensor& a, const Tensor& b, std::string_view rounding_mode);
+Tensor div(const Tensor& t, const Scalar& s, std::string_view rounding_mode);
+Tensor neg(const Tensor& t);
+Tensor pow(const Tensor& t, const Scalar& exponent);
+Tensor log(const Tensor& t);
+Tensor sub(const Tensor& t, const Scalar& s, const Scalar& alpha);
+Tensor eq(const Tensor& a, const Scalar& s);
+Tensor lt(const Tensor& a, const Scalar& s);
+Tensor gt(const Tensor& a, const Scalar& s);
+Tensor ge(const Tensor& a, const Scalar& s);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Scalar& b);
+Tensor where(const Tensor& cond, const Scalar& a, const Tensor& b);
+
 // ---- add / sub / mul / div -----------------------------------------------------------------------
 /// a + alpha * b, broadcast and promoted.
 inline Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha = 1) {
   const DType t = result_type(a, b);
   detail::check_alpha("add", t, alpha);
-  if (alpha.to<double>() == 1)
-    return detail::binary_op("add", a, b, t, false, [](auto x, auto y) { return x + y; });
-  return detail::binary_op("add", a, b, t, false, [alpha](auto x, auto y) {
-    return x + alpha.to<decltype(y)>() * y;
+  Tensor out = alpha.to<double>() == 1
+                   ? detail::binary_op("add", a, b, t, false, [](auto x, auto y) { return x + y; })
+                   : detail::binary_op("add", a, b, t, false, [alpha](auto x, auto y) {
+                       return x + alpha.to<decltype(y)>() * y;
+                     });
+  return detail::recorded("add", {a, b}, out, [sa = a.sizes(), sb = b.sizes(), alpha](const detail::TensorList& g,
+                                                                                      const detail::Needs& need) {
+    return detail::TensorList{need[0] ? sum_to(g[0], sa) : Tensor(),
+                              need[1] ? sum_to(alpha.to<double>() == 1 ? g[0] : mul(g[0], alpha), sb) : Tensor()};
   });
 }
 /// t + alpha * s.
@@ -152,7 +190,8 @@ inline Tensor add(const Tensor& t, const Scalar& s, const Scalar& alpha = 1) {
   detail::check_alpha("add", r, alpha);
   const double prod = s.to<double>() * alpha.to<double>();
   const Scalar v = is_floating_point(r) ? Scalar(prod) : Scalar(s.to<int64_t>() * alpha.to<int64_t>());
-  return detail::scalar_op("add", t, v, r, false, [](auto x, auto y) { return x + y; });
+  return detail::recorded("add", {t}, detail::scalar_op("add", t, v, r, false, [](auto x, auto y) { return x + y; }),
+                          [](const detail::TensorList& g, const detail::Needs&) { return g; });
 }
 /// a - alpha * b.
 inline Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha = 1) {
@@ -160,8 +199,13 @@ inline Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha = 1) {
                  "[sub] subtraction with two bool tensors is not supported; use logical_xor");
   const DType t = result_type(a, b);
   detail::check_alpha("sub", t, alpha);
-  return detail::binary_op("sub", a, b, t, false, [alpha](auto x, auto y) {
+  Tensor out = detail::binary_op("sub", a, b, t, false, [alpha](auto x, auto y) {
     return x - alpha.to<decltype(y)>() * y;
+  });
+  return detail::recorded("sub", {a, b}, out, [sa = a.sizes(), sb = b.sizes(), alpha](const detail::TensorList& g,
+                                                                                      const detail::Needs& need) {
+    return detail::TensorList{need[0] ? sum_to(g[0], sa) : Tensor(),
+                              need[1] ? sum_to(mul(g[0], -alpha.to<double>()), sb) : Tensor()};
   });
 }
 /// t - alpha * s.
@@ -170,15 +214,27 @@ inline Tensor sub(const Tensor& t, const Scalar& s, const Scalar& alpha = 1) {
   detail::check_alpha("sub", r, alpha);
   const Scalar v = is_floating_point(r) ? Scalar(s.to<double>() * alpha.to<double>())
                                         : Scalar(s.to<int64_t>() * alpha.to<int64_t>());
-  return detail::scalar_op("sub", t, v, r, false, [](auto x, auto y) { return x - y; });
+  return detail::recorded("sub", {t}, detail::scalar_op("sub", t, v, r, false, [](auto x, auto y) { return x - y; }),
+                          [](const detail::TensorList& g, const detail::Needs&) { return g; });
 }
 /// a * b.
 inline Tensor mul(const Tensor& a, const Tensor& b) {
-  return detail::binary_op("mul", a, b, result_type(a, b), false, [](auto x, auto y) { return x * y; });
+  Tensor out = detail::binary_op("mul", a, b, result_type(a, b), false, [](auto x, auto y) { return x * y; });
+  return detail::recorded("mul", {a, b}, out,
+                          [sa = detail::SavedTensor(a), sb = detail::SavedTensor(b)](const detail::TensorList& g,
+                                                                                     const detail::Needs& need) {
+                            const Tensor x = sa.get(), y = sb.get();
+                            return detail::TensorList{need[0] ? sum_to(mul(g[0], y), x.sizes()) : Tensor(),
+                                                      need[1] ? sum_to(mul(g[0], x), y.sizes()) : Tensor()};
+                          });
 }
 /// t * s.
 inline Tensor mul(const Tensor& t, const Scalar& s) {
-  return detail::scalar_op("mul", t, s, result_type(t, s), false, [](auto x, auto y) { return x * y; });
+  return detail::recorded("mul", {t}, detail::scalar_op("mul", t, s, result_type(t, s), false,
+                                                        [](auto x, auto y) { return x * y; }),
+                          [s](const detail::TensorList& g, const detail::Needs&) {
+                            return detail::TensorList{mul(g[0], s)};
+                          });
 }
 
 namespace detail {
@@ -220,15 +276,29 @@ inline DType div_type(DType promoted, std::string_view mode) {
 /// a / b: true division (integers give float32), or rounded with rounding_mode "trunc" or "floor".
 inline Tensor div(const Tensor& a, const Tensor& b, std::string_view rounding_mode = "") {
   const DType t = detail::div_type(result_type(a, b), rounding_mode);
-  return detail::binary_op("div", a, b, t, false, [rounding_mode](auto x, auto y) {
+  Tensor out = detail::binary_op("div", a, b, t, false, [rounding_mode](auto x, auto y) {
     return detail::divide(x, y, rounding_mode);
   });
+  if (!rounding_mode.empty()) return out;  // piecewise constant: no gradient, like PyTorch's zero grad
+  return detail::recorded("div", {a, b}, out,
+                          [sa = detail::SavedTensor(a), sb = detail::SavedTensor(b)](const detail::TensorList& g,
+                                                                                     const detail::Needs& need) {
+                            const Tensor x = sa.get(), y = sb.get();
+                            const Tensor ga = div(g[0], y);
+                            return detail::TensorList{
+                                need[0] ? sum_to(ga, x.sizes()) : Tensor(),
+                                need[1] ? sum_to(neg(mul(ga, div(x, y))), y.sizes()) : Tensor()};
+                          });
 }
 /// t / s, with the same rounding modes.
 inline Tensor div(const Tensor& t, const Scalar& s, std::string_view rounding_mode = "") {
   const DType r = detail::div_type(result_type(t, s), rounding_mode);
-  return detail::scalar_op("div", t, s, r, false, [rounding_mode](auto x, auto y) {
+  Tensor out = detail::scalar_op("div", t, s, r, false, [rounding_mode](auto x, auto y) {
     return detail::divide(x, y, rounding_mode);
+  });
+  if (!rounding_mode.empty()) return out;
+  return detail::recorded("div", {t}, out, [s](const detail::TensorList& g, const detail::Needs&) {
+    return detail::TensorList{div(g[0], s)};
   });
 }
 
@@ -259,33 +329,50 @@ inline Tensor& div_(Tensor& self, const Scalar& s) { return detail::assign_inpla
 inline Tensor neg(const Tensor& t) {
   TORCHLET_CHECK(t.dtype() != kBool, DTypeError,
                  "[neg] negation, the `-` operator, on a bool tensor is not supported; use logical_not");
-  return detail::unary_op("neg", t, t.dtype(), [](auto x) { return -x; });
+  return detail::recorded("neg", {t}, detail::unary_op("neg", t, t.dtype(), [](auto x) { return -x; }),
+                          [](const detail::TensorList& g, const detail::Needs&) { return detail::TensorList{neg(g[0])}; });
 }
 /// |t|.
 inline Tensor abs(const Tensor& t) {
-  return detail::unary_op("abs", t, t.dtype(), [](auto x) {
+  Tensor out = detail::unary_op("abs", t, t.dtype(), [](auto x) {
     if constexpr (std::is_same_v<decltype(x), bool>) return x;
     else return x < 0 ? static_cast<decltype(x)>(-x) : x == 0 ? static_cast<decltype(x)>(0) : x;
+  });
+  return detail::recorded("abs", {t}, out, [st = detail::SavedTensor(t)](const detail::TensorList& g, const detail::Needs&) {
+    const Tensor x = st.get();  // d|x|/dx = sign(x), 0 at 0
+    return detail::TensorList{where(gt(x, 0), g[0], where(lt(x, 0), neg(g[0]), 0))};
   });
 }
 /// e^t (integer inputs give float32).
 inline Tensor exp(const Tensor& t) {
-  return detail::unary_op("exp", t, detail::float_result(t.dtype()), [](auto x) { return std::exp(x); });
+  Tensor out = detail::unary_op("exp", t, detail::float_result(t.dtype()), [](auto x) { return std::exp(x); });
+  return detail::recorded("exp", {t}, out, [so = detail::SavedTensor(out)](const detail::TensorList& g, const detail::Needs&) {
+    return detail::TensorList{mul(g[0], so.get())};
+  });
 }
 /// Natural logarithm (negative -> nan, 0 -> -inf).
 inline Tensor log(const Tensor& t) {
-  return detail::unary_op("log", t, detail::float_result(t.dtype()), [](auto x) { return std::log(x); });
+  Tensor out = detail::unary_op("log", t, detail::float_result(t.dtype()), [](auto x) { return std::log(x); });
+  return detail::recorded("log", {t}, out, [st = detail::SavedTensor(t)](const detail::TensorList& g, const detail::Needs&) {
+    return detail::TensorList{div(g[0], st.get())};
+  });
 }
 /// Square root (negative -> nan).
 inline Tensor sqrt(const Tensor& t) {
-  return detail::unary_op("sqrt", t, detail::float_result(t.dtype()), [](auto x) { return std::sqrt(x); });
+  Tensor out = detail::unary_op("sqrt", t, detail::float_result(t.dtype()), [](auto x) { return std::sqrt(x); });
+  return detail::recorded("sqrt", {t}, out, [so = detail::SavedTensor(out)](const detail::TensorList& g, const detail::Needs&) {
+    return detail::TensorList{div(g[0], mul(so.get(), 2))};
+  });
 }
 /// max(t, 0), keeping NaN.
 inline Tensor relu(const Tensor& t) {
   TORCHLET_CHECK(t.dtype() != kBool, DTypeError, "[relu] not implemented for bool tensors");
-  return detail::unary_op("relu", t, t.dtype(), [](auto x) {
+  Tensor out = detail::unary_op("relu", t, t.dtype(), [](auto x) {
     if constexpr (std::is_same_v<decltype(x), bool>) return x;  // not reached: refused above
     else return x < 0 ? static_cast<decltype(x)>(0) : x;
+  });
+  return detail::recorded("relu", {t}, out, [so = detail::SavedTensor(out)](const detail::TensorList& g, const detail::Needs&) {
+    return detail::TensorList{where(gt(so.get(), 0), g[0], 0)};  // PyTorch's threshold_backward: 0 where out <= 0
   });
 }
 /// relu in place.
@@ -304,14 +391,19 @@ inline Tensor pow(const Tensor& t, const Scalar& exponent) {
     });
   }
   const double e = exponent.to<double>();
-  if (e == 2) return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return x * x; });
-  if (e == 0.5) return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return std::sqrt(x); });
-  return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto y) { return std::pow(x, y); });
+  Tensor out = e == 2     ? detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return x * x; })
+               : e == 0.5 ? detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return std::sqrt(x); })
+                          : detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto y) { return std::pow(x, y); });
+  return detail::recorded("pow", {t}, out, [st = detail::SavedTensor(t), e](const detail::TensorList& g,
+                                                                            const detail::Needs&) {
+    if (e == 0) return detail::TensorList{mul(g[0], 0)};
+    return detail::TensorList{mul(g[0], mul(pow(st.get(), e - 1), e))};
+  });
 }
 /// base ** exponent elementwise, broadcast and promoted.
 inline Tensor pow(const Tensor& base, const Tensor& exponent) {
   const DType r = result_type(base, exponent);
-  return detail::binary_op("pow", base, exponent, r, false, [](auto x, auto y) {
+  Tensor out = detail::binary_op("pow", base, exponent, r, false, [](auto x, auto y) {
     using M = decltype(x);
     if constexpr (std::is_same_v<M, bool>) return y ? x : true;
     else if constexpr (std::is_integral_v<M>) {
@@ -320,6 +412,16 @@ inline Tensor pow(const Tensor& base, const Tensor& exponent) {
     } else {
       return std::pow(x, y);
     }
+  });
+  return detail::recorded("pow", {base, exponent}, out,
+                          [sb = detail::SavedTensor(base), se = detail::SavedTensor(exponent),
+                           so = detail::SavedTensor(out)](const detail::TensorList& g, const detail::Needs& need) {
+    const Tensor b = sb.get(), e = se.get();
+    Tensor gb, ge;
+    if (need[0]) gb = sum_to(mul(g[0], mul(e, pow(b, sub(e, 1)))), b.sizes());
+    // d/de b^e = b^e log b, taken as 0 where b == 0 and e >= 0 (as PyTorch)
+    if (need[1]) ge = sum_to(where(mul(eq(b, 0), torchlet::ge(e, 0)), 0, mul(g[0], mul(so.get(), log(b)))), e.sizes());
+    return detail::TensorList{gb, ge};
   });
 }
 
@@ -330,7 +432,7 @@ inline Tensor clamp(const Tensor& t, std::optional<Scalar> min, std::optional<Sc
   if (min) r = detail::combine_categories(r, min->default_dtype());
   if (max) r = detail::combine_categories(r, max->default_dtype());
   TORCHLET_CHECK(r != kBool, DTypeError, "[clamp] not implemented for bool tensors");
-  const Tensor x = t.to(r);
+  const Tensor x = t.detach().to(r);
   Tensor out = empty(t.sizes(), r);
   detail::dispatch_all(r, "clamp", [&]<class T>() {
     using M = detail::opmath_t<T>;
@@ -344,17 +446,20 @@ inline Tensor clamp(const Tensor& t, std::optional<Scalar> min, std::optional<Sc
       return detail::convert<T>(v);
     }, x);
   });
-  return out;
+  return detail::recorded("clamp", {t}, out, [st = detail::SavedTensor(t), min, max](const detail::TensorList& g,
+                                                                                    const detail::Needs&) {
+    const Tensor x = st.get();  // the gradient passes where min <= x <= max
+    Tensor pass = ones(x.sizes(), kBool);
+    if (min) pass = where(lt(x, *min), false, pass);
+    if (max) pass = where(gt(x, *max), false, pass);
+    return detail::TensorList{where(pass, g[0], 0)};
+  });
 }
 
 /// Elementwise maximum (NaN if either is NaN).
-inline Tensor maximum(const Tensor& a, const Tensor& b) {
-  return detail::binary_op("maximum", a, b, result_type(a, b), false, [](auto x, auto y) { return detail::nan_max(x, y); });
-}
+inline Tensor maximum(const Tensor& a, const Tensor& b);
 /// Elementwise minimum (NaN if either is NaN).
-inline Tensor minimum(const Tensor& a, const Tensor& b) {
-  return detail::binary_op("minimum", a, b, result_type(a, b), false, [](auto x, auto y) { return detail::nan_min(x, y); });
-}
+inline Tensor minimum(const Tensor& a, const Tensor& b);
 
 // ---- comparisons (bool results) --------------------------------------------------------------------
 #define TORCHLET_COMPARISON(name, expr)                                                                     \
@@ -379,18 +484,55 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   TORCHLET_CHECK(cond.dtype() == kBool, DTypeError, "[where] expected condition to be a bool tensor, got ", cond.dtype());
   detail::check_cpu(cond, "where");
   const DType r = result_type(a, b);
-  auto ab = detail::broadcast_pair("where", a, b, r);
-  const Shape shape = broadcast_shapes(cond.sizes(), ab.shape, "where");
-  Tensor out = empty(shape, r);
-  detail::dispatch_all(r, "where", [&]<class T>() {
-    cpu::map_elements<T, bool, T, T>(out, [](bool c, T x, T y) { return c ? x : y; }, cond.expand(shape),
-                                     ab.a.expand(shape), ab.b.expand(shape));
+  Tensor out;
+  {
+    autograd::NoGradGuard untracked;
+    auto ab = detail::broadcast_pair("where", a, b, r);
+    const Shape shape = broadcast_shapes(cond.sizes(), ab.shape, "where");
+    out = empty(shape, r);
+    detail::dispatch_all(r, "where", [&]<class T>() {
+      cpu::map_elements<T, bool, T, T>(out, [](bool c, T x, T y) { return c ? x : y; }, cond.expand(shape),
+                                       ab.a.expand(shape), ab.b.expand(shape));
+    });
+  }
+  return detail::recorded("where", {a, b}, out, [c = detail::SavedTensor(cond), sa = a.sizes(), sb = b.sizes()](
+                                                    const detail::TensorList& g, const detail::Needs& need) {
+    const Tensor m = c.get();
+    return detail::TensorList{need[0] ? sum_to(where(m, g[0], 0), sa) : Tensor(),
+                              need[1] ? sum_to(where(m, 0, g[0]), sb) : Tensor()};
   });
-  return out;
 }
 /// where() with a number for the false branch.
 inline Tensor where(const Tensor& cond, const Tensor& a, const Scalar& b) {
   return where(cond, a, scalar_tensor(b, result_type(a, b)));
+}
+/// where() with a number for the true branch.
+inline Tensor where(const Tensor& cond, const Scalar& a, const Tensor& b) {
+  return where(cond, scalar_tensor(a, result_type(b, a)), b);
+}
+
+namespace detail {
+// maximum / minimum: the gradient goes to the chosen operand, split evenly on ties (as PyTorch).
+template <class Pick>
+Tensor extremum(const char* op, const Tensor& a, const Tensor& b, const Pick& pick, bool is_max) {
+  Tensor out = binary_op(op, a, b, result_type(a, b), false, pick);
+  return recorded(op, {a, b}, out, [sa = SavedTensor(a), sb = SavedTensor(b), is_max](const TensorList& g,
+                                                                                       const Needs& need) {
+    const Tensor x = sa.get(), y = sb.get();
+    const Tensor wins_a = is_max ? gt(x, y) : lt(x, y), tie = eq(x, y);
+    const Tensor half = mul(g[0], 0.5);
+    const Tensor ga = where(wins_a, g[0], where(tie, half, 0));
+    const Tensor gb = where(wins_a, 0, where(tie, half, g[0]));
+    return TensorList{need[0] ? sum_to(ga, x.sizes()) : Tensor(), need[1] ? sum_to(gb, y.sizes()) : Tensor()};
+  });
+}
+}  // namespace detail
+
+inline Tensor maximum(const Tensor& a, const Tensor& b) {
+  return detail::extremum("maximum", a, b, [](auto x, auto y) { return detail::nan_max(x, y); }, true);
+}
+inline Tensor minimum(const Tensor& a, const Tensor& b) {
+  return detail::extremum("minimum", a, b, [](auto x, auto y) { return detail::nan_min(x, y); }, false);
 }
 
 // ---- operators ---------------------------------------------------------------------------------------

@@ -59,26 +59,45 @@ inline bool may_overlap(const Tensor& a, const Tensor& b) {
 }
 }  // namespace detail
 
+namespace detail {
+// Copies src (broadcast to dst's shape) into dst, converting dtype; no autograd checks.
+inline void copy_into(const Tensor& dst, const Tensor& src) {
+  Tensor from = src.detach().expand(dst.sizes());  // raises ShapeError when src does not broadcast
+  if (!dst.is_cpu() || !from.is_cpu()) {
+    auto hook = device_copy_hook();
+    TORCHLET_CHECK(hook != nullptr, DeviceError, "[copy_] cannot copy from ", from.device(), " to ", dst.device(),
+                   ": this program was built without torchlet's CUDA backend");
+    hook(dst, from);
+    return;
+  }
+  if (may_overlap(dst, from)) from = from.clone();
+  copy_cpu(dst, from);
+}
+
+// Raises for an in-place write that autograd cannot follow.
+inline void check_inplace(const Tensor& self, const char* op, const Tensor* src = nullptr) {
+  if (!grad_mode_enabled()) return;
+  TORCHLET_CHECK(!self.requires_grad(), ValueError, "[", op, "] a tensor that requires grad (shape ",
+                 shape_str(self.sizes()), ") is being used in an in-place operation; wrap the update in "
+                 "autograd::NoGradGuard, or use an out-of-place op");
+  TORCHLET_CHECK(src == nullptr || !src->requires_grad(), ValueError, "[", op, "] copying a tensor that requires "
+                 "grad into another tensor in place is not differentiable; use clone() or an out-of-place op");
+}
+}  // namespace detail
+
 inline Tensor& Tensor::copy_(const Tensor& src) {
   TORCHLET_CHECK(src.defined(), ValueError, "[copy_] source tensor is undefined");
   if (is_same(src)) return *this;
-  Tensor from = src.expand(sizes());  // raises ShapeError when src does not broadcast to this shape
-  if (!is_cpu() || !from.is_cpu()) {
-    auto hook = detail::device_copy_hook();
-    TORCHLET_CHECK(hook != nullptr, DeviceError, "[copy_] cannot copy from ", from.device(), " to ", device(),
-                   ": this program was built without torchlet's CUDA backend");
-    hook(*this, from);
-    return *this;
-  }
-  if (detail::may_overlap(*this, from)) from = from.clone();
-  detail::copy_cpu(*this, from);
+  detail::check_inplace(*this, "copy_", &src);
+  detail::copy_into(*this, src);
+  storage().bump_version();
   return *this;
 }
 
 inline Tensor Tensor::clone() const {
   Tensor out = empty(sizes(), TensorOptions(dtype(), device()));
-  out.copy_(*this);
-  return out;
+  detail::copy_into(out, *this);
+  return track(out, "clone", detail::GradFlow::Cast);
 }
 
 inline Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
@@ -86,27 +105,36 @@ inline Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clon
 inline Tensor Tensor::to(DType t, bool copy) const {
   if (t == dtype() && !copy) return *this;
   Tensor out = empty(sizes(), TensorOptions(t, device()));
-  out.copy_(*this);
-  return out;
+  detail::copy_into(out, *this);
+  return track(out, "to", detail::GradFlow::Cast);
 }
 
 inline Tensor Tensor::to(Device d, bool copy) const {
   if (d == device() && !copy) return *this;
   Tensor out = empty(sizes(), TensorOptions(dtype(), d));
-  out.copy_(*this);
-  return out;
+  detail::copy_into(out, *this);
+  return track(out, "to", detail::GradFlow::Cast);
 }
 
-inline Tensor& Tensor::fill_(const Scalar& value) {
-  detail::check_cpu(*this, "fill_");
-  std::array<char*, 1> base{static_cast<char*>(data_ptr())};
-  std::array<Shape, 1> st{detail::byte_strides(strides(), element_size())};
-  detail::dispatch_all(dtype(), "fill_", [&]<class T>() {
+namespace detail {
+// Sets every element of t to value (no autograd checks, no version bump: for new tensors).
+inline void fill_into(const Tensor& t, const Scalar& value) {
+  check_cpu(t, "fill_");
+  std::array<char*, 1> base{static_cast<char*>(t.data_ptr())};
+  std::array<Shape, 1> st{byte_strides(t.strides(), t.element_size())};
+  dispatch_all(t.dtype(), "fill_", [&]<class T>() {
     const T v = value.to<T>();
-    detail::for_each_strided<1>(sizes(), base, st, [v](std::array<char*, 1> p, std::array<int64_t, 1> s, int64_t n) {
+    for_each_strided<1>(t.sizes(), base, st, [v](std::array<char*, 1> p, std::array<int64_t, 1> s, int64_t n) {
       for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * s[0]) = v;
     });
   });
+}
+}  // namespace detail
+
+inline Tensor& Tensor::fill_(const Scalar& value) {
+  detail::check_inplace(*this, "fill_");
+  detail::fill_into(*this, value);
+  storage().bump_version();
   return *this;
 }
 

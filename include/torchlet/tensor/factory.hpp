@@ -8,14 +8,16 @@
 
 namespace torchlet {
 
-/// A tensor of zeros.
-inline Tensor zeros(const Shape& sizes, TensorOptions options = {}) { return empty(sizes, options).zero_(); }
-/// A tensor of ones.
-inline Tensor ones(const Shape& sizes, TensorOptions options = {}) { return empty(sizes, options).fill_(1); }
 /// A tensor filled with `value`, of the given options.
 inline Tensor full(const Shape& sizes, const Scalar& value, TensorOptions options) {
-  return empty(sizes, options).fill_(value);
+  Tensor t = empty(sizes, options);
+  detail::fill_into(t, value);
+  return t;
 }
+/// A tensor of zeros.
+inline Tensor zeros(const Shape& sizes, TensorOptions options = {}) { return full(sizes, 0, options); }
+/// A tensor of ones.
+inline Tensor ones(const Shape& sizes, TensorOptions options = {}) { return full(sizes, 1, options); }
 /// A tensor filled with `value`, of the value's default dtype (bool, int64 or float32) as in PyTorch.
 inline Tensor full(const Shape& sizes, const Scalar& value) { return full(sizes, value, value.default_dtype()); }
 
@@ -85,7 +87,7 @@ inline Tensor eye(int64_t n, int64_t m = -1, TensorOptions options = {}) {
   TORCHLET_CHECK(n >= 0, ValueError, "[eye] n must be non-negative, got ", n);
   Tensor out = zeros({n, m}, options);
   const int64_t k = std::min(n, m);
-  if (k > 0) out.as_strided({k}, {m + 1}, 0).fill_(1);
+  if (k > 0) detail::fill_into(out.as_strided({k}, {m + 1}, 0), 1);
   return out;
 }
 

@@ -68,6 +68,7 @@ struct StorageImpl {
   size_t nbytes = 0;
   Device device;
   bool borrowed = false;
+  uint32_t version = 0;  ///< bumped by every in-place write; autograd checks it on saved tensors
 };
 }  // namespace detail
 
@@ -105,6 +106,12 @@ class Storage {
   Device device() const { return impl_ ? impl_->device : kCPU; }         ///< Where the bytes live.
   bool is_borrowed() const { return impl_ && impl_->borrowed; }          ///< True for borrowed memory.
   long use_count() const { return impl_ ? impl_.use_count() : 0; }       ///< Number of handles sharing it.
+  /// How many in-place writes the bytes have seen (shared by all views; checked by autograd).
+  uint32_t version() const { return impl_ ? impl_->version : 0; }
+  /// Records one in-place write.
+  void bump_version() const {
+    if (impl_) ++impl_->version;
+  }
   /// True when both handles refer to the same bytes.
   bool is_same(const Storage& o) const { return impl_ == o.impl_; }
 

@@ -2,6 +2,7 @@
 /// \file Tensor: a view (offset, sizes, strides in elements) of a Storage, with a dtype and a device.
 /// Copies of a Tensor are handles to the same tensor; view operations make new tensors sharing the storage.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -16,8 +17,13 @@
 
 namespace torchlet {
 
+class Tensor;
+namespace autograd {
+class Node;
+}
+
 namespace detail {
-struct AutogradMeta;  // defined by the autograd layer; the slot is empty until a tensor requires grad
+struct AutogradMeta;  // defined in autograd/meta.hpp; the slot stays empty until a tensor takes part in autograd
 
 /// Everything a tensor is; shared by all handles to the same tensor.
 struct TensorImpl {
@@ -26,8 +32,29 @@ struct TensorImpl {
   Shape sizes;
   Shape strides;  ///< in elements
   DType dtype = kFloat32;
+  bool requires_grad = false;  ///< a leaf marked by requires_grad_(), or the output of a recorded op
   std::shared_ptr<AutogradMeta> autograd;
 };
+
+/// Whether operations record the autograd graph on this thread (see autograd::NoGradGuard).
+inline bool& grad_mode_enabled() {
+  thread_local bool enabled = true;
+  return enabled;
+}
+
+/// How the gradient of a view or a copy flows back to its source:
+/// Reshape: grad.reshape(source sizes); Embed: zeros of the source with the same view of it set to grad;
+/// Expand: grad summed back to the source sizes; Cast: grad converted to the source dtype.
+enum class GradFlow { Reshape, Embed, Expand, Cast };
+/// Applies the same view to another tensor of the source's shape (used by GradFlow::Embed).
+using ViewReplay = std::function<Tensor(const Tensor&)>;
+/// Connects `out` to `source` in the autograd graph; installed by the autograd layer (autograd/views.hpp).
+using GradFlowRecorder = void (*)(const Tensor& source, Tensor& out, const char* name, GradFlow flow,
+                                  ViewReplay replay);
+inline GradFlowRecorder& grad_flow_recorder() {
+  static GradFlowRecorder recorder = nullptr;
+  return recorder;
+}
 
 /// Strides for viewing (sizes, strides) as `shape` without copying, or nullopt when impossible.
 inline std::optional<Shape> view_strides(const Shape& sizes, const Shape& strides, const Shape& shape) {
@@ -141,9 +168,11 @@ class Tensor {
   detail::TensorImpl& unsafe_impl() const { return impl(); }
 
   // ---- views (share storage) --------------------------------------------------------------------
-  /// The same storage with new sizes, strides and offset (bounds checked).
+  /// The same storage with new sizes, strides and offset (bounds checked). Not differentiable.
   Tensor as_strided(Shape sizes, Shape strides, std::optional<int64_t> offset = std::nullopt) const {
-    return Tensor(storage(), dtype(), std::move(sizes), std::move(strides), offset.value_or(storage_offset()));
+    TORCHLET_CHECK(!tracks_grad(), ValueError, "[as_strided] not differentiable: the tensor requires grad "
+                   "(use view/permute/slice/select/expand, or detach() first)");
+    return restride(std::move(sizes), std::move(strides), offset);
   }
 
   /// A view with a new shape (one entry may be -1); raises if the strides do not allow it (use reshape).
@@ -153,13 +182,14 @@ class Tensor {
     TORCHLET_CHECK(st.has_value(), ShapeError, "[view] size ", shape_str(shape), " is not compatible with input of size ",
                    shape_str(sizes()), " and stride ", shape_str(strides()),
                    " (at least one dimension spans across two contiguous subspaces): use reshape()");
-    return as_strided(std::move(shape), std::move(*st));
+    return track(restride(std::move(shape), std::move(*st)), "view", detail::GradFlow::Reshape);
   }
 
   /// view() when possible, otherwise a contiguous copy with the new shape.
   Tensor reshape(Shape shape) const {
     shape = infer_size(std::move(shape), "reshape");
-    if (auto st = detail::view_strides(sizes(), strides(), shape)) return as_strided(std::move(shape), std::move(*st));
+    if (auto st = detail::view_strides(sizes(), strides(), shape))
+      return track(restride(std::move(shape), std::move(*st)), "reshape", detail::GradFlow::Reshape);
     return contiguous().view(std::move(shape));
   }
 
@@ -176,7 +206,8 @@ class Tensor {
       sz[i] = sizes()[d];
       st[i] = strides()[d];
     }
-    return as_strided(std::move(sz), std::move(st));
+    return track(restride(std::move(sz), std::move(st)), "permute", detail::GradFlow::Embed,
+                 [order](const Tensor& t) { return t.permute(order); });
   }
 
   /// Swaps two dimensions.
@@ -188,7 +219,8 @@ class Tensor {
       std::swap(sz[d0], sz[d1]);
       std::swap(st[d0], st[d1]);
     }
-    return as_strided(std::move(sz), std::move(st));
+    return track(restride(std::move(sz), std::move(st)), "transpose", detail::GradFlow::Embed,
+                 [d0, d1](const Tensor& t) { return t.transpose(d0, d1); });
   }
 
   /// Transpose of a tensor of at most 2 dims.
@@ -219,7 +251,7 @@ class Tensor {
       sz[i] = want;
       st[i] = want == have ? strides()[i - lead] : 0;
     }
-    return as_strided(std::move(sz), std::move(st));
+    return track(restride(std::move(sz), std::move(st)), "expand", detail::GradFlow::Expand);
   }
   /// expand(other.sizes()).
   Tensor expand_as(const Tensor& other) const { return expand(other.sizes()); }
@@ -234,17 +266,17 @@ class Tensor {
         sz.push_back(sizes()[i]);
         st.push_back(strides()[i]);
       }
-    return as_strided(std::move(sz), std::move(st));
+    return track(restride(std::move(sz), std::move(st)), "squeeze", detail::GradFlow::Reshape);
   }
   /// Removes dimension `d` if its size is 1 (otherwise returns an unchanged view).
   Tensor squeeze(int64_t d) const {
     if (dim() == 0) return *this;
     d = wrap_dim(d, dim(), "squeeze");
-    if (sizes()[d] != 1) return as_strided(sizes(), strides());
+    if (sizes()[d] != 1) return track(restride(sizes(), strides()), "squeeze", detail::GradFlow::Reshape);
     Shape sz = sizes(), st = strides();
     sz.erase(sz.begin() + d);
     st.erase(st.begin() + d);
-    return as_strided(std::move(sz), std::move(st));
+    return track(restride(std::move(sz), std::move(st)), "squeeze", detail::GradFlow::Reshape);
   }
   /// Inserts a size-1 dimension at `d` (in [-dim()-1, dim()]).
   Tensor unsqueeze(int64_t d) const {
@@ -253,7 +285,7 @@ class Tensor {
     const int64_t s = d < dim() ? sizes()[d] * strides()[d] : 1;
     sz.insert(sz.begin() + d, 1);
     st.insert(st.begin() + d, s);
-    return as_strided(std::move(sz), std::move(st));
+    return track(restride(std::move(sz), std::move(st)), "unsqueeze", detail::GradFlow::Reshape);
   }
   /// Merges dims start..end into one (a view when the layout allows, like reshape).
   Tensor flatten(int64_t start = 0, int64_t end = -1) const {
@@ -282,7 +314,8 @@ class Tensor {
     Shape sz = sizes(), st = strides();
     sz[d] = (e - b + step - 1) / step;
     st[d] *= step;
-    return as_strided(std::move(sz), std::move(st), storage_offset() + (sz[d] ? b * strides()[d] : 0));
+    return track(restride(std::move(sz), std::move(st), storage_offset() + (sz[d] ? b * strides()[d] : 0)), "slice",
+                 detail::GradFlow::Embed, [d, b, e, step](const Tensor& t) { return t.slice(d, b, e, step); });
   }
   /// `length` elements of dimension `d` from `start` (which may be negative); raises if out of range.
   Tensor narrow(int64_t d, int64_t start, int64_t length) const {
@@ -305,7 +338,8 @@ class Tensor {
     Shape sz = sizes(), st = strides();
     sz.erase(sz.begin() + d);
     st.erase(st.begin() + d);
-    return as_strided(std::move(sz), std::move(st), storage_offset() + index * strides()[d]);
+    return track(restride(std::move(sz), std::move(st), storage_offset() + index * strides()[d]), "select",
+                 detail::GradFlow::Embed, [d, index](const Tensor& t) { return t.select(d, index); });
   }
   /// select(0, index), like `t[index]` in Python.
   Tensor operator[](int64_t index) const { return select(0, index); }
@@ -318,7 +352,7 @@ class Tensor {
                    split_size);
     std::vector<Tensor> out;
     const int64_t n = sizes()[d];
-    if (n == 0) return {as_strided(sizes(), strides())};
+    if (n == 0) return {narrow(d, 0, 0)};
     for (int64_t s = 0; s < n; s += split_size) out.push_back(narrow(d, s, std::min(split_size, n - s)));
     return out;
   }
@@ -355,6 +389,29 @@ class Tensor {
     return out;
   }
 
+  // ---- autograd (defined in autograd/engine.hpp) -----------------------------------------------------
+  /// True when gradients flow to or through this tensor.
+  bool requires_grad() const { return impl().requires_grad; }
+  /// Marks a leaf tensor (a parameter) as requiring grad, or freezes it; like `p.requires_grad_(False)`.
+  Tensor& requires_grad_(bool on = true);
+  /// True for tensors not produced by a recorded operation (parameters, inputs, detached tensors).
+  bool is_leaf() const;
+  /// The accumulated gradient of a leaf (undefined until a backward pass reaches it, or after zero_grad).
+  Tensor grad() const;
+  /// Replaces the accumulated gradient (an undefined tensor clears it, like `p.grad = None`).
+  void set_grad(const Tensor& grad);
+  /// The node that produced this tensor in the autograd graph (null for leaves).
+  std::shared_ptr<autograd::Node> grad_fn() const;
+  /// Backpropagates from this tensor: a scalar by default, else with `gradient` of the same shape.
+  /// The graph is freed afterwards unless `retain_graph`.
+  void backward(const Tensor& gradient = {}, bool retain_graph = false) const;
+  /// The same data without autograd history (shares storage and the version counter).
+  Tensor detach() const {
+    return Tensor(storage(), dtype(), sizes(), strides(), storage_offset());
+  }
+  /// Number of in-place writes to this tensor's storage (PyTorch's `t._version`).
+  uint32_t version() const { return storage().version(); }
+
   // ---- copies and conversions (defined in tensor/copy.hpp) ----------------------------------------
   /// This tensor if it is contiguous, otherwise a contiguous copy.
   Tensor contiguous() const;
@@ -377,6 +434,15 @@ class Tensor {
   Scalar item() const;
 
  private:
+  // A new tensor over the same storage (no autograd bookkeeping; see track()).
+  Tensor restride(Shape sizes, Shape strides, std::optional<int64_t> offset = std::nullopt) const {
+    return Tensor(storage(), dtype(), std::move(sizes), std::move(strides), offset.value_or(storage_offset()));
+  }
+  // True when operations on this tensor must be recorded for backward.
+  bool tracks_grad() const { return impl().requires_grad && detail::grad_mode_enabled(); }
+  // Records `out` as a view of this tensor when autograd is tracking it; returns `out`.
+  Tensor track(Tensor out, const char* name, detail::GradFlow flow, detail::ViewReplay replay = {}) const;
+
   detail::TensorImpl& impl() const {
     TORCHLET_CHECK(impl_ != nullptr, ValueError, "[Tensor] use of an undefined tensor");
     return *impl_;
@@ -423,6 +489,16 @@ inline Tensor empty(const Shape& sizes, TensorOptions options = {}) {
   return Tensor(Storage::allocate(static_cast<size_t>(bytes), options.device), options.dtype, sizes,
                 contiguous_strides(sizes));
 }
+
+inline Tensor Tensor::track(Tensor out, const char* name, detail::GradFlow flow, detail::ViewReplay replay) const {
+  if (!tracks_grad()) return out;
+  const auto record = detail::grad_flow_recorder();
+  TORCHLET_CHECK(record != nullptr, Error, "[", name, "] the tensor requires grad, but torchlet's autograd layer "
+                 "is not compiled in: #include <torchlet/autograd.hpp>");
+  record(*this, out, name, flow, std::move(replay));
+  return out;
+}
 }  // namespace torchlet
 
 #include "torchlet/tensor/copy.hpp"
+#include "torchlet/autograd/engine.hpp"

@@ -21,21 +21,21 @@ inline void batch_norm_collect_stats(const Tensor& x3, std::vector<double>& mean
   mean.assign(static_cast<size_t>(C), 0.0);
   var_sum.assign(static_cast<size_t>(C), 0.0);
   const double count = static_cast<double>(N * S);
-  detail::dispatch_floating(x3.dtype(), "batch_norm", [&]<class T>() {
+  torchlet::detail::dispatch_floating(x3.dtype(), "batch_norm", [&]<class T>() {
     const T* in = static_cast<const T*>(x3.data_ptr());
     torchlet::detail::parallel_for_work(C, 2 * N * S, [&](int64_t c) {
       const T* base = in + c * sC;
       double sum = 0;
       for (int64_t n = 0; n < N; ++n) {
         const T* row = base + n * sN;
-        for (int64_t s = 0; s < S; ++s) sum += static_cast<double>(static_cast<detail::opmath_t<T>>(row[s * sS]));
+        for (int64_t s = 0; s < S; ++s) sum += static_cast<double>(static_cast<torchlet::detail::opmath_t<T>>(row[s * sS]));
       }
       const double m = sum / count;
       double sq = 0;
       for (int64_t n = 0; n < N; ++n) {
         const T* row = base + n * sN;
         for (int64_t s = 0; s < S; ++s) {
-          const double d = static_cast<double>(static_cast<detail::opmath_t<T>>(row[s * sS])) - m;
+          const double d = static_cast<double>(static_cast<torchlet::detail::opmath_t<T>>(row[s * sS])) - m;
           sq += d * d;
         }
       }
@@ -52,8 +52,8 @@ inline void batch_norm_transform(const Tensor& x3, const std::vector<double>& sc
   const int64_t N = x3.size(0), C = x3.size(1), S = x3.size(2);
   const int64_t sN = x3.stride(0), sC = x3.stride(1), sS = x3.stride(2);
   if (N * C * S == 0) return;
-  detail::dispatch_floating(x3.dtype(), "batch_norm", [&]<class T>() {
-    using acc = detail::opmath_t<T>;
+  torchlet::detail::dispatch_floating(x3.dtype(), "batch_norm", [&]<class T>() {
+    using acc = torchlet::detail::opmath_t<T>;
     const T* in = static_cast<const T*>(x3.data_ptr());
     T* o = static_cast<T*>(out3.data_ptr());
     torchlet::detail::parallel_for_work(N * C, S, [&](int64_t p) {

@@ -57,10 +57,10 @@ inline void max_pool2d(const Tensor& x, const Pool2dGeometry& g, const Tensor& o
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t planes = N * C, OH = g.out_h, OW = g.out_w;
   if (planes == 0 || OH == 0 || OW == 0) return;
-  const detail::PlaneLayout L = detail::plane_layout(x);
+  const torchlet::detail::PlaneLayout L = torchlet::detail::plane_layout(x);
   const bool want_idx = indices.defined();
-  detail::dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
-    using acc = detail::opmath_t<T>;
+  torchlet::detail::dispatch_floating(x.dtype(), "max_pool2d", [&]<class T>() {
+    using acc = torchlet::detail::opmath_t<T>;
     const T* in = static_cast<const T*>(x.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     int64_t* ix = want_idx ? static_cast<int64_t*>(indices.data_ptr()) : nullptr;
@@ -104,9 +104,9 @@ inline void avg_pool2d(const Tensor& x, const Pool2dGeometry& g, bool count_incl
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t planes = N * C, OH = g.out_h, OW = g.out_w;
   if (planes == 0 || OH == 0 || OW == 0) return;
-  const detail::PlaneLayout L = detail::plane_layout(x);
+  const torchlet::detail::PlaneLayout L = torchlet::detail::plane_layout(x);
   auto run = [&]<class T>() {
-    using acc = detail::opmath_t<T>;
+    using acc = torchlet::detail::opmath_t<T>;
     const T* in = static_cast<const T*>(x.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     torchlet::detail::parallel_for_work(planes, OH * OW * g.kernel_h * g.kernel_w, [&](int64_t p) {
@@ -142,7 +142,7 @@ inline void avg_pool2d(const Tensor& x, const Pool2dGeometry& g, bool count_incl
     });
   };
   if (x.dtype() == kInt64) run.template operator()<int64_t>();
-  else detail::dispatch_floating(x.dtype(), "avg_pool2d", run);
+  else torchlet::detail::dispatch_floating(x.dtype(), "avg_pool2d", run);
 }
 
 /// First input index of adaptive window `i` of `out` over `in` elements: floor(i * in / out).
@@ -156,9 +156,9 @@ inline void adaptive_avg_pool2d(const Tensor& x, const Tensor& out) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t planes = N * C, OH = out.size(2), OW = out.size(3);
   if (planes == 0 || OH == 0 || OW == 0) return;
-  const detail::PlaneLayout L = detail::plane_layout(x);
-  detail::dispatch_floating(x.dtype(), "adaptive_avg_pool2d", [&]<class T>() {
-    using acc = detail::opmath_t<T>;
+  const torchlet::detail::PlaneLayout L = torchlet::detail::plane_layout(x);
+  torchlet::detail::dispatch_floating(x.dtype(), "adaptive_avg_pool2d", [&]<class T>() {
+    using acc = torchlet::detail::opmath_t<T>;
     const T* in = static_cast<const T*>(x.data_ptr());
     T* o = static_cast<T*>(out.data_ptr());
     // each window covers about (H / OH + 1) x (W / OW + 1) inputs
