@@ -1,4 +1,9 @@
-#pragma once
+// tensor.hpp includes this header at its end, so the two include each other: tensor.hpp goes first,
+// outside the guard, and the guard (not #pragma once) lets the inner inclusion define everything.
+#include "torchlet/tensor/tensor.hpp"
+
+#ifndef TORCHLET_AUTOGRAD_ENGINE_HPP
+#define TORCHLET_AUTOGRAD_ENGINE_HPP
 /// \file The backward engine and Tensor's autograd members (requires_grad_, grad, backward, ...).
 /// Included at the end of tensor.hpp, so every tensor has them.
 #include <queue>
@@ -145,3 +150,5 @@ inline void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
   autograd::backward({*this}, {g}, retain_graph);
 }
 }  // namespace torchlet
+
+#endif  // TORCHLET_AUTOGRAD_ENGINE_HPP

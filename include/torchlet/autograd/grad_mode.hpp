@@ -1,8 +1,16 @@
 #pragma once
 /// \file Grad mode: whether operations record the autograd graph on this thread (`torch.no_grad()`).
-#include "torchlet/tensor/tensor.hpp"
+/// Self-contained, so that tensor.hpp can include it first.
+namespace torchlet {
+namespace detail {
+/// Whether operations record the autograd graph on this thread.
+inline bool& grad_mode_enabled() {
+  thread_local bool enabled = true;
+  return enabled;
+}
+}  // namespace detail
 
-namespace torchlet::autograd {
+namespace autograd {
 
 /// True when operations record the graph on this thread (the default).
 inline bool is_grad_enabled() { return detail::grad_mode_enabled(); }
@@ -32,4 +40,5 @@ class EnableGradGuard {
  private:
   bool previous_;
 };
-}  // namespace torchlet::autograd
+}  // namespace autograd
+}  // namespace torchlet

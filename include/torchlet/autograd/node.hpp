@@ -1,4 +1,9 @@
-#pragma once
+// tensor.hpp includes this header at its end, so the two include each other: tensor.hpp goes first,
+// outside the guard, and the guard (not #pragma once) lets the inner inclusion define everything.
+#include "torchlet/tensor/tensor.hpp"
+
+#ifndef TORCHLET_AUTOGRAD_NODE_HPP
+#define TORCHLET_AUTOGRAD_NODE_HPP
 /// \file The autograd graph: nodes (one per recorded operation), edges to the inputs' nodes, leaves'
 /// gradient accumulators, saved tensors with version checks, and the `record` call ops use.
 #include <atomic>
@@ -202,3 +207,5 @@ inline void record(std::string_view op, const TensorList& inputs, const TensorLi
 }
 }  // namespace autograd
 }  // namespace torchlet
+
+#endif  // TORCHLET_AUTOGRAD_NODE_HPP

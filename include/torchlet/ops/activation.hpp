@@ -1,13 +1,19 @@
 #pragma once
-/// \file softmax, log_softmax and dropout with PyTorch's semantics (relu lives in ops/arithmetic.hpp).
+/// \file softmax, log_softmax and dropout with PyTorch's semantics, all differentiable (relu lives in
+/// ops/arithmetic.hpp).
 #include <utility>
 
 #include "torchlet/backend/cpu/softmax.hpp"
+#include "torchlet/ops/arithmetic.hpp"
+#include "torchlet/ops/reduction.hpp"
 #include "torchlet/tensor/factory.hpp"
 #include "torchlet/tensor/random.hpp"
 
 namespace torchlet {
 namespace detail {
+/// The dtype softmax's backward is computed in: float32 for the 16-bit floats, the dtype itself otherwise.
+inline DType softmax_backward_dtype(DType t) { return t == kFloat16 || t == kBFloat16 ? kFloat32 : t; }
+
 /// softmax / log_softmax: checks, then the CPU kernel into a new contiguous tensor of x's dtype.
 inline Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
@@ -17,19 +23,30 @@ inline Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   dim = wrap_dim(dim, x.dim(), op);
   Tensor out = empty(x.sizes(), x.dtype());
   cpu::softmax_into(out, x, dim, log);
-  return out;
+  // backward from the saved output y (16-bit floats in float32):
+  // softmax: y * (g - sum(g * y)); log_softmax: g - exp(y) * sum(g)
+  return recorded(op, {x}, out, [so = SavedTensor(out), dim, log](const TensorList& g, const Needs&) {
+    const DType ct = softmax_backward_dtype(so.get().dtype());
+    const Tensor y = so.get().to(ct), gy = g[0].to(ct);
+    const Shape dims{dim};
+    if (log) return TensorList{sub(gy, mul(exp(y), sum(gy, dims, true)))};
+    return TensorList{mul(y, sub(gy, sum(mul(gy, y), dims, true)))};
+  });
 }
 }  // namespace detail
 
 /// exp(x - max) / sum(exp(x - max)) along `dim` (floating dtypes; 16-bit floats computed in float32).
+/// Differentiable.
 inline Tensor softmax(const Tensor& x, int64_t dim) { return detail::softmax_impl(x, dim, false); }
 
 /// x - max - log(sum(exp(x - max))) along `dim` (floating dtypes; 16-bit floats computed in float32).
+/// Differentiable.
 inline Tensor log_softmax(const Tensor& x, int64_t dim) { return detail::softmax_impl(x, dim, true); }
 
 /// Dropout that also returns its bool mask (true = kept): out = x * mask / (1 - p) computed as PyTorch does
 /// (x times the scale 1/(1-p) rounded to x's dtype; dropped elements are x * 0). Identity with an all-true
 /// mask when !training or p == 0; all dropped when p == 1. The mask is drawn from `gen` in row-major order.
+/// The output is differentiable: grad * mask / (1 - p) (0 when p == 1).
 inline std::pair<Tensor, Tensor> dropout_with_mask(const Tensor& x, double p, bool training,
                                                    Generator& gen = default_generator()) {
   detail::check_cpu(x, "dropout");
@@ -59,6 +76,11 @@ inline std::pair<Tensor, Tensor> dropout_with_mask(const Tensor& x, double p, bo
         *reinterpret_cast<T*>(q[0] + i * s[0]) = static_cast<T>(v * (kept ? scale : A(0)));
       }
     });
+  });
+  out = detail::recorded("dropout", {x}, out, [sm = detail::SavedTensor(mask), p](const detail::TensorList& g,
+                                                                                 const detail::Needs&) {
+    const double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;  // PyTorch: grad * (mask * scale)
+    return detail::TensorList{mul(g[0], mul(sm.get().to(g[0].dtype()), scale))};
   });
   return {out, mask};
 }

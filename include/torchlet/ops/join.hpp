@@ -1,18 +1,20 @@
 #pragma once
 /// \file cat and stack with PyTorch's rules: dtype promotion across the inputs, sizes equal except in the cat dim,
-/// and the legacy rule that 1-D empty tensors (shape [0]) are skipped by cat.
+/// and the legacy rule that 1-D empty tensors (shape [0]) are skipped by cat. Both are differentiable: the
+/// gradient is split back into one piece per input (skipped inputs get none).
 #include <vector>
 
 #include "torchlet/backend/cpu/join.hpp"
+#include "torchlet/ops/arithmetic.hpp"
 #include "torchlet/tensor/factory.hpp"
 
 namespace torchlet {
-
-/// Concatenates tensors along `dim` (negative counts from the end); the result dtype promotes over all inputs.
-inline Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0) {
+namespace detail {
+/// cat without autograd; `skip` says which inputs were skipped (legacy [0]-shaped) and `dim` is wrapped.
+inline Tensor cat_forward(const std::vector<Tensor>& tensors, int64_t& dim, std::vector<bool>& skip) {
   TORCHLET_CHECK(!tensors.empty(), ValueError, "[cat] expected a non-empty list of tensors");
   DType dtype = tensors[0].dtype();
-  std::vector<bool> skip(tensors.size());
+  skip.assign(tensors.size(), false);
   int64_t ref = -1;  // the first tensor that is not skipped
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
@@ -46,8 +48,33 @@ inline Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0) {
   cpu::cat_into(out, tensors, dim, skip);
   return out;
 }
+}  // namespace detail
 
-/// Joins tensors of equal shape along a new dim `dim` (in [-(d+1), d] for d-dim inputs).
+/// Concatenates tensors along `dim` (negative counts from the end); the result dtype promotes over all inputs.
+/// Differentiable: each input gets its slice of the gradient.
+inline Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0) {
+  std::vector<bool> skip;
+  Tensor out;
+  {
+    autograd::NoGradGuard untracked;
+    out = detail::cat_forward(tensors, dim, skip);
+  }
+  std::vector<int64_t> lengths;
+  for (size_t i = 0; i < tensors.size(); ++i) lengths.push_back(skip[i] ? 0 : tensors[i].size(dim));
+  return detail::recorded("cat", tensors, out, [skip, lengths, dim](const detail::TensorList& g,
+                                                                    const detail::Needs& need) {
+    detail::TensorList grads(skip.size());
+    int64_t at = 0;
+    for (size_t i = 0; i < skip.size(); ++i) {
+      if (skip[i]) continue;
+      if (need[i]) grads[i] = g[0].narrow(dim, at, lengths[i]);
+      at += lengths[i];
+    }
+    return grads;
+  });
+}
+
+/// Joins tensors of equal shape along a new dim `dim` (in [-(d+1), d] for d-dim inputs). Differentiable.
 inline Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0) {
   TORCHLET_CHECK(!tensors.empty(), ValueError, "[stack] expected a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -57,9 +84,19 @@ inline Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0) {
                    " at entry ", i);
   }
   dim = wrap_dim(dim, tensors[0].dim() + 1, "stack");
-  std::vector<Tensor> parts;
-  parts.reserve(tensors.size());
-  for (const Tensor& t : tensors) parts.push_back(t.unsqueeze(dim));
-  return cat(parts, dim);
+  Tensor out;
+  {
+    autograd::NoGradGuard untracked;
+    std::vector<Tensor> parts;
+    parts.reserve(tensors.size());
+    for (const Tensor& t : tensors) parts.push_back(t.unsqueeze(dim));
+    out = cat(parts, dim);
+  }
+  return detail::recorded("stack", tensors, out, [dim](const detail::TensorList& g, const detail::Needs& need) {
+    detail::TensorList grads(need.size());
+    for (size_t i = 0; i < need.size(); ++i)
+      if (need[i]) grads[i] = g[0].select(dim, static_cast<int64_t>(i));
+    return grads;
+  });
 }
 }  // namespace torchlet

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "torchlet/autograd/grad_mode.hpp"
 #include "torchlet/core/device.hpp"
 #include "torchlet/core/dtype.hpp"
 #include "torchlet/core/error.hpp"
@@ -35,12 +36,6 @@ struct TensorImpl {
   bool requires_grad = false;  ///< a leaf marked by requires_grad_(), or the output of a recorded op
   std::shared_ptr<AutogradMeta> autograd;
 };
-
-/// Whether operations record the autograd graph on this thread (see autograd::NoGradGuard).
-inline bool& grad_mode_enabled() {
-  thread_local bool enabled = true;
-  return enabled;
-}
 
 /// How the gradient of a view or a copy flows back to its source:
 /// Reshape: grad.reshape(source sizes); Embed: zeros of the source with the same view of it set to grad;

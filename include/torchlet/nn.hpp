@@ -1,0 +1,16 @@
+#pragma once
+/// \file The nn layer in one include: Module, StateDict, init, and the layers (torch.nn's names and defaults).
+#include "torchlet/nn/activation.hpp"
+#include "torchlet/nn/batchnorm.hpp"
+#include "torchlet/nn/container.hpp"
+#include "torchlet/nn/conv.hpp"
+#include "torchlet/nn/dropout.hpp"
+#include "torchlet/nn/flatten.hpp"
+#include "torchlet/nn/format.hpp"
+#include "torchlet/nn/freeze.hpp"
+#include "torchlet/nn/init.hpp"
+#include "torchlet/nn/linear.hpp"
+#include "torchlet/nn/module.hpp"
+#include "torchlet/nn/pooling.hpp"
+#include "torchlet/nn/size2.hpp"
+#include "torchlet/nn/state_dict.hpp"
