@@ -1,1 +1,116 @@
 #pragma once
+/// \file conv2d with PyTorch's semantics (torch.nn.functional.conv2d): validation, layout and dtype
+/// handling; the arithmetic is in backend/cpu/conv.hpp.
+#include <cstdint>
+
+#include "torchlet/backend/cpu/conv.hpp"
+#include "torchlet/tensor/tensor.hpp"
+
+namespace torchlet {
+
+/// Options of conv2d, with PyTorch's defaults; each pair is (height, width).
+struct Conv2dOptions {
+  Shape stride{1, 1};    ///< step between output pixels
+  Shape padding{0, 0};   ///< zeros added on both sides
+  Shape dilation{1, 1};  ///< spacing between kernel taps
+  int64_t groups = 1;    ///< input and output channels are split into this many independent groups
+};
+
+namespace detail {
+/// Checks that `v` has two entries of at least `min`; raises ValueError naming the option otherwise.
+inline void check_conv_pair(const Shape& v, const char* name, int64_t min, const char* must) {
+  TORCHLET_CHECK(v.size() == 2, ValueError, "[conv2d] expected ", name, " of 2 values (height, width), got ",
+                 shape_str(v));
+  TORCHLET_CHECK(v[0] >= min && v[1] >= min, ValueError, "[conv2d] ", name, " must be ", must, ", got ",
+                 shape_str(v));
+}
+}  // namespace detail
+
+/// 2-D convolution as torch.nn.functional.conv2d: input [N, C, H, W] (or unbatched [C, H, W]), weight
+/// [Cout, C/groups, kh, kw], optional bias [Cout] (pass an undefined Tensor for none). Output
+/// [N, Cout, Ho, Wo] with Ho = (H + 2 * pad - dilation * (kh - 1) - 1) / stride + 1 (likewise Wo), unbatched
+/// for unbatched input. Any layout is accepted; float16 and bfloat16 are computed in float32 and rounded.
+inline Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = {},
+                     const Conv2dOptions& options = {}) {
+  TORCHLET_CHECK(input.defined(), ValueError, "[conv2d] input is undefined");
+  TORCHLET_CHECK(weight.defined(), ValueError, "[conv2d] weight is undefined");
+  TORCHLET_CHECK(input.dim() == 3 || input.dim() == 4, ShapeError,
+                 "[conv2d] expected input of 3 dims (C, H, W) or 4 dims (N, C, H, W), got ", shape_str(input.sizes()));
+  TORCHLET_CHECK(weight.dim() == 4, ShapeError,
+                 "[conv2d] expected weight of 4 dims (out_channels, in_channels / groups, kH, kW), got ",
+                 shape_str(weight.sizes()));
+  detail::check_cpu(input, "conv2d");
+  detail::check_cpu(weight, "conv2d");
+  if (bias.defined()) detail::check_cpu(bias, "conv2d");
+  const DType dt = input.dtype();
+  TORCHLET_CHECK(dt == kFloat32 || dt == kFloat64 || dt == kFloat16 || dt == kBFloat16, DTypeError,
+                 "[conv2d] expected a floating point input (float16, bfloat16, float32, float64), got ", dt);
+  TORCHLET_CHECK(weight.dtype() == dt, DTypeError, "[conv2d] input (", dt, ") and weight (", weight.dtype(),
+                 ") must have the same dtype");
+  TORCHLET_CHECK(!bias.defined() || bias.dtype() == dt, DTypeError, "[conv2d] input (", dt, ") and bias (",
+                 bias.dtype(), ") must have the same dtype");
+  detail::check_conv_pair(options.stride, "stride", 1, "positive");
+  detail::check_conv_pair(options.padding, "padding", 0, "non-negative");
+  detail::check_conv_pair(options.dilation, "dilation", 1, "positive");
+  const int64_t groups = options.groups;
+  TORCHLET_CHECK(groups >= 1, ValueError, "[conv2d] groups must be positive, got ", groups);
+
+  const bool batched = input.dim() == 4;
+  const Tensor x4 = batched ? input : input.unsqueeze(0);
+  const Shape& ws = weight.sizes();
+  const int64_t cout = ws[0], cg = ws[1], kh = ws[2], kw = ws[3];
+  TORCHLET_CHECK(kh >= 1 && kw >= 1, ShapeError, "[conv2d] weight ", shape_str(ws), " has an empty kernel");
+  TORCHLET_CHECK(cout % groups == 0, ShapeError, "[conv2d] weight ", shape_str(ws), " has ", cout,
+                 " output channels, not divisible by groups=", groups);
+  const int64_t C = x4.size(1);
+  if (groups == 1) {
+    TORCHLET_CHECK(C == cg, ShapeError, "[conv2d] input ", shape_str(input.sizes()), " has ", C,
+                   " channels, weight ", shape_str(ws), " expects ", cg);
+  } else {
+    TORCHLET_CHECK(C == cg * groups, ShapeError, "[conv2d] input ", shape_str(input.sizes()), " has ", C,
+                   " channels, weight ", shape_str(ws), " expects ", cg * groups, " (= ", cg, " per group x ", groups,
+                   " groups)");
+  }
+  TORCHLET_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == cout), ShapeError,
+                 "[conv2d] expected bias of shape [", cout, "], got ", shape_str(bias.defined() ? bias.sizes() : Shape{}));
+
+  cpu::Conv2dGeometry g;
+  g.batch = x4.size(0);
+  g.in_channels = C;
+  g.in_h = x4.size(2);
+  g.in_w = x4.size(3);
+  g.out_channels = cout;
+  g.kernel_h = kh;
+  g.kernel_w = kw;
+  g.stride_h = options.stride[0];
+  g.stride_w = options.stride[1];
+  g.pad_h = options.padding[0];
+  g.pad_w = options.padding[1];
+  g.dilation_h = options.dilation[0];
+  g.dilation_w = options.dilation[1];
+  g.groups = groups;
+  const int64_t eff_h = g.dilation_h * (kh - 1) + 1, eff_w = g.dilation_w * (kw - 1) + 1;
+  const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
+  TORCHLET_CHECK(padded_h >= eff_h && padded_w >= eff_w, ShapeError, "[conv2d] input ", shape_str(input.sizes()),
+                 " (padded ", padded_h, "x", padded_w, ") is smaller than the ",
+                 (g.dilation_h > 1 || g.dilation_w > 1) ? "dilated kernel " : "kernel ", eff_h, "x", eff_w);
+  g.out_h = (padded_h - eff_h) / g.stride_h + 1;
+  g.out_w = (padded_w - eff_w) / g.stride_w + 1;
+
+  // float16 / bfloat16 are computed in float32 and rounded back
+  const DType compute = (dt == kFloat16 || dt == kBFloat16) ? kFloat32 : dt;
+  const Tensor xc = x4.to(compute).contiguous();
+  const Tensor wc = weight.to(compute).contiguous();
+  const Tensor bc = bias.defined() ? bias.to(compute).contiguous() : Tensor();
+  Tensor out = empty({g.batch, cout, g.out_h, g.out_w}, TensorOptions(compute, input.device()));
+  if (compute == kFloat32) {
+    cpu::conv2d_forward<float>(g, xc.data<float>(), wc.data<float>(), bc.defined() ? bc.data<float>() : nullptr,
+                               out.data<float>());
+  } else {
+    cpu::conv2d_forward<double>(g, xc.data<double>(), wc.data<double>(), bc.defined() ? bc.data<double>() : nullptr,
+                                out.data<double>());
+  }
+  if (compute != dt) out = out.to(dt);
+  return batched ? out : out.squeeze(0);
+}
+}  // namespace torchlet
