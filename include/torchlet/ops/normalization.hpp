@@ -1,12 +1,16 @@
 #pragma once
 /// \file Batch normalisation with PyTorch's semantics (torch.nn.functional.batch_norm): evaluation with running
 /// statistics, training with batch statistics and in-place running-statistics updates, on [N, C, ...] inputs.
+/// Differentiable in the input, weight and bias (backward kernel: backend/cpu/batch_norm_backward.hpp); running
+/// statistics are constants to autograd and are updated once per forward call.
 #include <cmath>
 #include <cstdint>
 #include <tuple>
 #include <vector>
 
+#include "torchlet/autograd/node.hpp"
 #include "torchlet/backend/cpu/batch_norm.hpp"
+#include "torchlet/backend/cpu/batch_norm_backward.hpp"
 #include "torchlet/tensor/factory.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
@@ -38,6 +42,38 @@ inline void check_bn_param(const Tensor& p, const char* name, const Tensor& x) {
                  " has dtype ", p.dtype(), ": expected the input's dtype ", x.dtype(),
                  half_input ? " or float32" : "");
 }
+
+/// The batch_norm backward node's function for inputs {x, weight, bias}: mean and invstd are the per-channel
+/// statistics the forward normalised with (batch ones in training, running ones in evaluation).
+inline autograd::BackwardFn batch_norm_backward_fn(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                                   std::vector<double> mean, std::vector<double> invstd,
+                                                   bool training) {
+  return [sx = autograd::SavedTensor(x), sw = autograd::SavedTensor(weight), mean = std::move(mean),
+          invstd = std::move(invstd), training, w_sizes = weight.defined() ? weight.sizes() : Shape{},
+          b_sizes = bias.defined() ? bias.sizes() : Shape{}, w_dtype = weight.defined() ? weight.dtype() : kFloat32,
+          b_dtype = bias.defined() ? bias.dtype() : kFloat32](const autograd::TensorList& g,
+                                                               const std::vector<bool>& need) {
+    autograd::TensorList r(3);
+    if (!need[0] && !need[1] && !need[2]) return r;
+    const Tensor xv = sx.get(), w = sw.get();
+    const int64_t N = xv.size(0), C = xv.size(1);
+    const int64_t S = numel_of(Shape(xv.sizes().begin() + 2, xv.sizes().end()));
+    const size_t nc = static_cast<size_t>(C);
+    const std::vector<double> wv = w.defined() ? channel_values(w) : std::vector<double>(nc, 1.0);
+    Tensor gi = need[0] ? empty(xv.sizes(), xv.dtype()) : Tensor();
+    std::vector<double> sum_dy, dot;
+    cpu::batch_norm_backward(xv.reshape({N, C, S}), g[0].to(xv.dtype()).reshape({N, C, S}), mean, invstd, wv,
+                             training, need[0] ? gi.view({N, C, S}) : Tensor(), need[1] || need[2], sum_dy, dot);
+    r[0] = gi;
+    if (need[1]) {
+      std::vector<double> gw(nc);
+      for (size_t c = 0; c < nc; ++c) gw[c] = dot[c] == 0 ? 0.0 : dot[c] * invstd[c];
+      r[1] = tensor(gw).to(w_dtype).reshape(w_sizes);
+    }
+    if (need[2]) r[2] = tensor(sum_dy).to(b_dtype).reshape(b_sizes);
+    return r;
+  };
+}
 }  // namespace detail
 
 /// Batch normalisation that also returns what the backward pass needs: (output, save_mean, save_invstd), the
@@ -45,6 +81,7 @@ inline void check_bn_param(const Tensor& p, const char* name, const Tensor& x) {
 /// 1 / sqrt(biased batch variance + eps), and defined running statistics are updated in place with the unbiased
 /// variance; in evaluation they are the running mean and 1 / sqrt(running_var + eps).
 /// Any of running_mean/running_var (together), weight and bias may be undefined; x is [N, C, ...].
+/// The output is differentiable in x, weight and bias (save_mean and save_invstd are not).
 inline std::tuple<Tensor, Tensor, Tensor> batch_norm_with_stats(const Tensor& x, const Tensor& running_mean,
                                                                 const Tensor& running_var, const Tensor& weight,
                                                                 const Tensor& bias, const BatchNormOptions& o = {}) {
@@ -65,6 +102,8 @@ inline std::tuple<Tensor, Tensor, Tensor> batch_norm_with_stats(const Tensor& x,
   TORCHLET_CHECK(o.training || running_mean.defined(), ValueError,
                  "[batch_norm] running_mean and running_var must be defined in evaluation mode");
 
+  const bool track = autograd::any_requires_grad({x, weight, bias});
+  autograd::NoGradGuard untracked;  // the op is recorded as a whole below
   const int64_t N = x.size(0), C = x.size(1);
   const int64_t S = numel_of(Shape(x.sizes().begin() + 2, x.sizes().end()));
   TORCHLET_CHECK(!o.training || N * S != 1, ValueError,
@@ -102,17 +141,21 @@ inline std::tuple<Tensor, Tensor, Tensor> batch_norm_with_stats(const Tensor& x,
     scale[c] = w[c] * invstd[c];
     shift[c] = b[c] - mean[c] * scale[c];
   }
-  Tensor out = empty({N, C, S}, t);
-  cpu::batch_norm_transform(x3, scale, shift, out);
+  Tensor out = empty(x.sizes(), t);
+  cpu::batch_norm_transform(x3, scale, shift, out.view({N, C, S}));
 
   const DType stat_t = t == kFloat64 ? kFloat64 : kFloat32;
-  return {out.view(x.sizes()), tensor(mean).to(stat_t), tensor(invstd).to(stat_t)};
+  Tensor save_mean = tensor(mean).to(stat_t), save_invstd = tensor(invstd).to(stat_t);
+  if (track)
+    autograd::record("native_batch_norm", {x, weight, bias}, {out},
+                     detail::batch_norm_backward_fn(x, weight, bias, std::move(mean), std::move(invstd), o.training));
+  return {out, save_mean, save_invstd};
 }
 
 /// Batch normalisation over dim 1 of x [N, C, ...], as torch.nn.functional.batch_norm(x, running_mean,
 /// running_var, weight, bias, training, momentum, eps); in training, defined running statistics are updated in
 /// place (with the unbiased batch variance). Any of the four per-channel tensors may be undefined (Tensor()),
-/// except that evaluation needs the running statistics.
+/// except that evaluation needs the running statistics. Differentiable in x, weight and bias.
 inline Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                          const Tensor& weight, const Tensor& bias, const BatchNormOptions& o = {}) {
   return std::get<0>(batch_norm_with_stats(x, running_mean, running_var, weight, bias, o));

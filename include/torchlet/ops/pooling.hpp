@@ -1,11 +1,14 @@
 #pragma once
 /// \file 2-D pooling with PyTorch's semantics: max_pool2d (optionally with indices), avg_pool2d and
-/// adaptive_avg_pool2d on [N, C, H, W] or unbatched [C, H, W] inputs of any layout.
+/// adaptive_avg_pool2d on [N, C, H, W] or unbatched [C, H, W] inputs of any layout, all differentiable (floating
+/// inputs; the backward kernels are in backend/cpu/pooling_backward.hpp).
 #include <cstdint>
 #include <optional>
 #include <utility>
 
+#include "torchlet/autograd/node.hpp"
 #include "torchlet/backend/cpu/pooling.hpp"
+#include "torchlet/backend/cpu/pooling_backward.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
 namespace torchlet {
@@ -90,10 +93,32 @@ inline void check_pool_dtype(const Tensor& x, const char* op, bool allow_long = 
   TORCHLET_CHECK(ok, DTypeError, "[", op, "] expected input of dtype float16, bfloat16, float32, float64",
                  allow_long ? " or int64" : "", ", got ", t);
 }
+
+/// The gradient of a pooling input: a new contiguous tensor of the input's sizes and dtype filled by
+/// `kernel(grad_output [N, C, OH, OW], grad_input [N, C, H, W])` (grad_output converted to the input's dtype).
+template <class K>
+inline Tensor pool_input_grad(const Tensor& grad_output, const Shape& input_sizes, DType dtype, const K& kernel) {
+  Tensor gi = empty(input_sizes, dtype);
+  kernel(as_batched(grad_output.to(dtype)), as_batched(gi));
+  return gi;
+}
+
+/// The max_pool2d backward node's function: grad_output scattered to the saved argmax `indices`.
+inline autograd::BackwardFn max_pool2d_backward_fn(const Tensor& indices, const Shape& input_sizes, DType dtype) {
+  return [si = autograd::SavedTensor(indices), input_sizes, dtype](const autograd::TensorList& g,
+                                                                 const std::vector<bool>& need) {
+    if (!need[0]) return autograd::TensorList{Tensor()};
+    const Tensor idx = si.get();
+    return autograd::TensorList{pool_input_grad(g[0], input_sizes, dtype, [&](const Tensor& go, const Tensor& gi) {
+      cpu::max_pool2d_backward(go, as_batched(idx), gi);
+    })};
+  };
+}
 }  // namespace detail
 
 /// Max pooling over 2-D windows of [N, C, H, W] or [C, H, W] input, and the flat index (h * W + w within its
-/// plane, int64) of each maximum, as torch.nn.functional.max_pool2d(..., return_indices=True).
+/// plane, int64) of each maximum, as torch.nn.functional.max_pool2d(..., return_indices=True). Differentiable in x:
+/// the gradient goes to each window's maximum (accumulating where windows share one).
 inline std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, const MaxPool2dOptions& o) {
   detail::check_pool_input(x, "max_pool2d");
   detail::check_pool_dtype(x, "max_pool2d");
@@ -102,23 +127,38 @@ inline std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, const 
   const Shape sizes = detail::pooled_sizes(x, g.out_h, g.out_w);
   Tensor out = empty(sizes, x.dtype());
   Tensor idx = empty(sizes, kInt64);
-  cpu::max_pool2d(detail::as_batched(x), g, out, idx);
+  const bool track = autograd::any_requires_grad({x});
+  {
+    autograd::NoGradGuard untracked;
+    cpu::max_pool2d(detail::as_batched(x), g, out, idx);
+  }
+  if (track)
+    autograd::record("max_pool2d_with_indices", {x}, {out}, detail::max_pool2d_backward_fn(idx, x.sizes(), x.dtype()));
   return {out, idx};
 }
 
 /// Max pooling over 2-D windows of [N, C, H, W] or [C, H, W] input, as torch.nn.functional.max_pool2d.
+/// Differentiable (the indices are computed only when recording).
 inline Tensor max_pool2d(const Tensor& x, const MaxPool2dOptions& o) {
   detail::check_pool_input(x, "max_pool2d");
   detail::check_pool_dtype(x, "max_pool2d");
   const cpu::Pool2dGeometry g =
       detail::pool_geometry(x, "max_pool2d", o.kernel_size, o.stride, o.padding, o.dilation, o.ceil_mode);
-  Tensor out = empty(detail::pooled_sizes(x, g.out_h, g.out_w), x.dtype());
-  cpu::max_pool2d(detail::as_batched(x), g, out, Tensor());
+  const Shape sizes = detail::pooled_sizes(x, g.out_h, g.out_w);
+  Tensor out = empty(sizes, x.dtype());
+  const bool track = autograd::any_requires_grad({x});
+  Tensor idx = track ? empty(sizes, kInt64) : Tensor();  // the backward needs the argmax positions
+  {
+    autograd::NoGradGuard untracked;
+    cpu::max_pool2d(detail::as_batched(x), g, out, idx);
+  }
+  if (track)
+    autograd::record("max_pool2d_with_indices", {x}, {out}, detail::max_pool2d_backward_fn(idx, x.sizes(), x.dtype()));
   return out;
 }
 
 /// Average pooling over 2-D windows of [N, C, H, W] or [C, H, W] input (floating or int64), as
-/// torch.nn.functional.avg_pool2d.
+/// torch.nn.functional.avg_pool2d. Differentiable for floating inputs.
 inline Tensor avg_pool2d(const Tensor& x, const AvgPool2dOptions& o) {
   detail::check_pool_input(x, "avg_pool2d");
   detail::check_pool_dtype(x, "avg_pool2d", /*allow_long=*/true);
@@ -127,12 +167,27 @@ inline Tensor avg_pool2d(const Tensor& x, const AvgPool2dOptions& o) {
   const cpu::Pool2dGeometry g =
       detail::pool_geometry(x, "avg_pool2d", o.kernel_size, o.stride, o.padding, {1, 1}, o.ceil_mode);
   Tensor out = empty(detail::pooled_sizes(x, g.out_h, g.out_w), x.dtype());
-  cpu::avg_pool2d(detail::as_batched(x), g, o.count_include_pad, o.divisor_override, out);
+  const bool track = autograd::any_requires_grad({x});
+  {
+    autograd::NoGradGuard untracked;
+    cpu::avg_pool2d(detail::as_batched(x), g, o.count_include_pad, o.divisor_override, out);
+  }
+  if (track)
+    autograd::record("avg_pool2d", {x}, {out},
+                     [g, include_pad = o.count_include_pad, divisor = o.divisor_override, sizes = x.sizes(),
+                      dtype = x.dtype()](const autograd::TensorList& grads, const std::vector<bool>& need) {
+                       if (!need[0]) return autograd::TensorList{Tensor()};
+                       return autograd::TensorList{detail::pool_input_grad(
+                           grads[0], sizes, dtype, [&](const Tensor& go, const Tensor& gi) {
+                             cpu::avg_pool2d_backward(go, g, include_pad, divisor, gi);
+                           })};
+                     });
   return out;
 }
 
 /// Average pooling of [N, C, H, W] or [C, H, W] input to `output_size` ({h, w} or one value for both), with
 /// PyTorch's windows [floor(i * in / out), ceil((i + 1) * in / out)), as torch.nn.functional.adaptive_avg_pool2d.
+/// Differentiable.
 inline Tensor adaptive_avg_pool2d(const Tensor& x, Shape output_size) {
   detail::check_pool_input(x, "adaptive_avg_pool2d");
   detail::check_pool_dtype(x, "adaptive_avg_pool2d");
@@ -140,7 +195,19 @@ inline Tensor adaptive_avg_pool2d(const Tensor& x, Shape output_size) {
   TORCHLET_CHECK(oh >= 0 && ow >= 0, ValueError, "[adaptive_avg_pool2d] output_size must be non-negative, got [",
                  oh, ", ", ow, "]");
   Tensor out = empty(detail::pooled_sizes(x, oh, ow), x.dtype());
-  cpu::adaptive_avg_pool2d(detail::as_batched(x), detail::as_batched(out));
+  const bool track = autograd::any_requires_grad({x});
+  {
+    autograd::NoGradGuard untracked;
+    cpu::adaptive_avg_pool2d(detail::as_batched(x), detail::as_batched(out));
+  }
+  if (track)
+    autograd::record("adaptive_avg_pool2d", {x}, {out},
+                     [sizes = x.sizes(), dtype = x.dtype()](const autograd::TensorList& grads,
+                                                            const std::vector<bool>& need) {
+                       if (!need[0]) return autograd::TensorList{Tensor()};
+                       return autograd::TensorList{detail::pool_input_grad(grads[0], sizes, dtype,
+                                                                           &cpu::adaptive_avg_pool2d_backward)};
+                     });
   return out;
 }
 }  // namespace torchlet
