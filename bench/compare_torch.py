@@ -59,6 +59,19 @@ def run_torch(ours, min_time):
     return gemm, conv
 
 
+def run_torch_backward(ours, min_time):
+    """conv2d backward (grad_input + grad_weight, no bias) through torch.autograd.grad on a recorded conv."""
+    g = torch.Generator().manual_seed(0)
+    bwd = []
+    for e in ours.get("backward", []):
+        x = torch.randn(e["batch"], e["cin"], e["h"], e["h"], generator=g).requires_grad_()
+        w = torch.randn(e["cout"], e["cin"], e["k"], e["k"], generator=g).requires_grad_()
+        y = F.conv2d(x, w, None, e["stride"], e["pad"])
+        go = torch.randn(y.shape, generator=g)
+        bwd.append(time_ms(lambda: torch.autograd.grad(y, (x, w), go, retain_graph=True), min_time))
+    return bwd
+
+
 def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
 
@@ -80,13 +93,17 @@ def main():
     print()
 
     ours = None
-    theirs_gemm, theirs_conv = None, None
+    theirs_gemm, theirs_conv, theirs_bwd = None, None, None
     for r in range(args.rounds):
         o = run_ours(args.binary, args.threads, args.batch, args.min_time)
         tg, tc = run_torch(o, args.min_time)
+        tb = run_torch_backward(o, args.min_time)
         if ours is None:
-            ours, theirs_gemm, theirs_conv = o, tg, tc
+            ours, theirs_gemm, theirs_conv, theirs_bwd = o, tg, tc, tb
             continue
+        for i, e in enumerate(o.get("backward", [])):
+            ours["backward"][i]["ms"] = min(ours["backward"][i]["ms"], e["ms"])
+            theirs_bwd[i] = min(theirs_bwd[i], tb[i])
         for i, e in enumerate(o["gemm"]):
             ours["gemm"][i]["ms"] = min(ours["gemm"][i]["ms"], e["ms"])
             theirs_gemm[i] = min(theirs_gemm[i], tg[i])
@@ -119,10 +136,21 @@ def main():
         print("batch %d: geometric mean of ratios %.2f (worst %.2f); all 53 convs of ResNet-50: ours %.1f ms, "
               "torch %.1f ms, ratio %.2f" % (batch, geomean(acc["ratios"]), max(acc["ratios"]), acc["ours"],
                                             acc["torch"], acc["ours"] / acc["torch"]))
+    if ours.get("backward"):
+        print()
+        print("conv2d backward, float32 NCHW, grad_input + grad_weight, %d threads (torch.autograd.grad)" %
+              args.threads)
+        print("%-28s %5s %10s %10s %7s %9s" % ("layer", "batch", "ours ms", "torch ms", "ratio", "GFLOP/s"))
+        ratios = []
+        for e, t in zip(ours["backward"], theirs_bwd):
+            ratios.append(e["ms"] / t)
+            print("%-28s %5d %10.3f %10.3f %7.2f %9.1f" % (e["name"], e["batch"], e["ms"], t, ratios[-1],
+                                                          e["gflops"]))
+        print("%-28s %35.2f" % ("geometric mean", geomean(ratios)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "ours": ours, "torch_gemm_ms": theirs_gemm,
-                       "torch_conv_ms": theirs_conv}, f, indent=1)
+                       "torch_conv_ms": theirs_conv, "torch_backward_ms": theirs_bwd}, f, indent=1)
 
 
 if __name__ == "__main__":

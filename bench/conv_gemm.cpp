@@ -1,5 +1,6 @@
 // Benchmark: (a) the shared GEMM on ResNet-50's 1x1 convolutions seen as GEMMs, (b) conv2d on every distinct
-// conv layer shape of ResNet-50 (224x224 input) at batch 1 and 8. Prints a table; --json PATH writes the results.
+// conv layer shape of ResNet-50 (224x224 input) at batch 1 and 8, (c) conv2d backward (input + weight gradients)
+// on a few ResNet-50 shapes at batch 8. Prints a table; --json PATH writes the results.
 // Compare with PyTorch on the same machine: /usr/bin/python3 bench/compare_torch.py build/bench/conv_gemm
 #include <algorithm>
 #include <chrono>
@@ -57,7 +58,7 @@ struct Options {
   std::vector<int64_t> batches{1, 8};
   double min_time = 0.3;  // seconds of timed runs per entry (at least 3 runs)
   std::string json, filter;
-  bool gemm = true, conv = true;
+  bool gemm = true, conv = true, backward = true;
 };
 
 // Best wall time of f() in milliseconds over runs filling min_time (at least 3), after one warm-up run: on a
@@ -92,10 +93,11 @@ std::vector<int64_t> parse_list(const std::string& s) {
 
 [[noreturn]] void usage(int code) {
   std::printf(
-      "usage: conv_gemm [--threads N] [--batch 1,8] [--min-time SECONDS] [--json PATH] [--only gemm|conv]\n"
+      "usage: conv_gemm [--threads N] [--batch 1,8] [--min-time SECONDS] [--json PATH] [--only gemm|conv|backward]\n"
       "                 [--filter TEXT]\n"
       "Times torchlet's GEMM on ResNet-50's 1x1 convolutions seen as GEMMs and conv2d (float32, NCHW) on\n"
-      "ResNet-50's distinct conv layer shapes; prints a table and optionally writes JSON.\n");
+      "ResNet-50's distinct conv layer shapes, and conv2d backward (grad_input + grad_weight) on a few of them\n"
+      "at batch 8; prints a table and optionally writes JSON.\n");
   std::exit(code);
 }
 
@@ -123,6 +125,7 @@ int main(int argc, char** argv) {
       const std::string w = next();
       opt.gemm = w == "gemm";
       opt.conv = w == "conv";
+      opt.backward = w == "backward";
     } else if (a == "-h" || a == "--help") usage(0);
     else usage(2);
   }
@@ -184,6 +187,39 @@ int main(int argc, char** argv) {
       }
       if (opt.filter.empty())
         std::printf("%-28s %5ld %5d %10.3f\n", "all 53 convs of ResNet-50", long(batch), 53, total);
+    }
+  }
+  json += "\n  ],\n  \"backward\": [";
+
+  if (opt.backward) {
+    // the layers of kBackwardShapes, at batch 8: grad_input and grad_weight (no bias) from a given grad_out
+    const std::vector<std::string> kBackwardShapes = {"l1 3x3 64->64 @56", "l1 1x1 64->256 @56",
+                                                      "l2 3x3 128->128 @28", "l3 3x3 256->256 @14",
+                                                      "l3 1x1 1024->256 @14", "l4 3x3 512->512 @7"};
+    const int64_t batch = 8;
+    std::printf("\nconv2d backward (float32, NCHW, grad_input + grad_weight), %d threads\n", get_num_threads());
+    std::printf("%-28s %5s %10s %9s\n", "layer", "batch", "ms", "GFLOP/s");
+    bool first = true;
+    for (const auto& s : kResNet50) {
+      if (std::find(kBackwardShapes.begin(), kBackwardShapes.end(), s.name) == kBackwardShapes.end()) continue;
+      if (!opt.filter.empty() && std::string(s.name).find(opt.filter) == std::string::npos) continue;
+      const Tensor x = randn({batch, s.cin, s.h, s.h}, kFloat32, gen);
+      const Tensor w = randn({s.cout, s.cin, s.k, s.k}, kFloat32, gen);
+      const Conv2dOptions o{.stride = {s.stride, s.stride}, .padding = {s.pad, s.pad}};
+      const cpu::Conv2dGeometry g = detail::conv2d_geometry(x, w, Tensor(), o);
+      const Tensor go = randn({batch, s.cout, g.out_h, g.out_w}, kFloat32, gen);
+      const double ms = time_ms([&] { detail::conv2d_backward(go, x, w, false, g, {true, true, false}); },
+                                opt.min_time);
+      const double flops = 2 * 2.0 * g.macs();  // two products of the forward's size
+      std::printf("%-28s %5ld %10.3f %9.1f\n", s.name, long(batch), ms, flops / (ms * 1e6));
+      std::fflush(stdout);
+      json += std::string(first ? "\n" : ",\n") + "    {\"name\": \"" + json_escape(s.name) +
+              "\", \"batch\": " + std::to_string(batch) + ", \"cin\": " + std::to_string(s.cin) +
+              ", \"cout\": " + std::to_string(s.cout) + ", \"k\": " + std::to_string(s.k) +
+              ", \"stride\": " + std::to_string(s.stride) + ", \"pad\": " + std::to_string(s.pad) +
+              ", \"h\": " + std::to_string(s.h) + ", \"ms\": " + std::to_string(ms) +
+              ", \"gflops\": " + std::to_string(flops / (ms * 1e6)) + "}";
+      first = false;
     }
   }
   json += "\n  ]\n}\n";

@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
+#include "torchlet/autograd/gradcheck.hpp"
 #include "torchlet/io/npy.hpp"
 #include "torchlet/tensor/factory.hpp"
 #include "torchlet/tensor/print.hpp"
@@ -43,6 +46,21 @@ inline void check_equal(const Tensor& actual, const Tensor& expected) {
   check_close(actual, expected, 0, 0);
 }
 
+/// A float64 leaf that requires grad, uniform in [lo, hi) from a fixed seed: an input for gradchecks.
+inline Tensor leaf(const Shape& shape, uint64_t seed, double lo = -1, double hi = 1) {
+  Generator g(seed);
+  Tensor t = empty(shape, kFloat64);
+  uniform_(t, lo, hi, g);
+  return t.requires_grad_();
+}
+
+/// Runs autograd::gradcheck on f at `inputs` and reports the first mismatch.
+inline void check_grad(const std::function<Tensor(const autograd::TensorList&)>& f,
+                       const autograd::TensorList& inputs) {
+  const auto r = autograd::gradcheck(f, inputs);
+  CHECK_MESSAGE(r.ok, r.message);
+}
+
 /// The same values as `t` in layouts that are not contiguous: every-other-element along the last dim,
 /// and (for >= 2 dims) a transposed buffer viewed back. Kernels must give identical results on them.
 inline std::vector<Tensor> strided_versions(const Tensor& t) {
@@ -56,5 +74,20 @@ inline std::vector<Tensor> strided_versions(const Tensor& t) {
   out.push_back(every_other);
   if (t.dim() >= 2) out.push_back(t.transpose(0, t.dim() - 1).contiguous().transpose(0, t.dim() - 1));
   return out;
+}
+
+/// Runs `f` on `x` and on each strided version of it, checking every result against `expected`.
+inline void check_layouts(const Tensor& x, const std::function<Tensor(const Tensor&)>& f, const Tensor& expected,
+                          double rtol = 1e-5, double atol = 1e-6) {
+  {
+    INFO("contiguous input");
+    check_close(f(x), expected, rtol, atol);
+  }
+  int k = 0;
+  for (const Tensor& s : strided_versions(x)) {
+    INFO("strided version ", k++, " with strides ", shape_str(s.strides()));
+    REQUIRE_FALSE(s.is_contiguous());
+    check_close(f(s), expected, rtol, atol);
+  }
 }
 }  // namespace testing

@@ -8,20 +8,8 @@ using namespace torchlet;
 using autograd::gradcheck;
 using autograd::TensorList;
 using testing::check_close;
-
-namespace {
-Tensor leaf(const Shape& shape, uint64_t seed, double lo = -1, double hi = 1) {
-  Generator g(seed);
-  Tensor t = empty(shape, kFloat64);
-  uniform_(t, lo, hi, g);
-  return t.requires_grad_();
-}
-
-void check_grad(const std::function<Tensor(const TensorList&)>& f, const TensorList& inputs) {
-  const auto r = gradcheck(f, inputs);
-  CHECK_MESSAGE(r.ok, r.message);
-}
-}  // namespace
+using testing::check_grad;
+using testing::leaf;
 
 TEST_CASE("ops record only when an input requires grad and grad mode is on") {
   Tensor a = ones({2, 3}), b = ones({2, 3});

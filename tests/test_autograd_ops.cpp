@@ -12,21 +12,11 @@ using namespace torchlet;
 using autograd::gradcheck;
 using autograd::TensorList;
 using testing::check_close;
+using testing::check_grad;
+using testing::leaf;
 using testing::fixture;
 
 namespace {
-Tensor leaf(const Shape& shape, uint64_t seed, double lo = -1, double hi = 1) {
-  Generator g(seed);
-  Tensor t = empty(shape, kFloat64);
-  uniform_(t, lo, hi, g);
-  return t.requires_grad_();
-}
-
-void check_grad(const std::function<Tensor(const TensorList&)>& f, const TensorList& inputs) {
-  const auto r = gradcheck(f, inputs);
-  CHECK_MESSAGE(r.ok, r.message);
-}
-
 /// A fixture as a leaf that requires grad.
 Tensor fleaf(const std::string& name) { return fixture(name).requires_grad_(); }
 

@@ -10,18 +10,11 @@ using testing::fixture;
 using testing::strided_versions;
 
 namespace {
-// Runs `op` on the given inputs and on every strided layout of the first input, comparing with `expected`.
+// Runs `op` on x and on every strided layout of x, comparing with `expected` (dtype included).
 template <class Op>
 void check_op(const Tensor& x, const Tensor& expected, Op op, double rtol = 1e-6, double atol = 1e-7) {
-  INFO("contiguous input");
-  Tensor got = op(x);
-  CHECK(got.dtype() == expected.dtype());
-  check_close(got, expected, rtol, atol);
-  for (const Tensor& s : strided_versions(x)) {
-    INFO("strided input with strides ", shape_str(s.strides()));
-    CHECK_FALSE(s.is_contiguous());
-    check_close(op(s), expected, rtol, atol);
-  }
+  CHECK(op(x).dtype() == expected.dtype());
+  testing::check_layouts(x, op, expected, rtol, atol);
 }
 }  // namespace
 

@@ -18,22 +18,12 @@ using namespace torchlet;
 using autograd::gradcheck;
 using autograd::TensorList;
 using testing::check_close;
+using testing::check_grad;
+using testing::leaf;
 using testing::check_equal;
 using testing::fixture;
 
 namespace {
-Tensor leaf(const Shape& shape, uint64_t seed, double lo = -1, double hi = 1) {
-  Generator g(seed);
-  Tensor t = empty(shape, kFloat64);
-  uniform_(t, lo, hi, g);
-  return t.requires_grad_();
-}
-
-void check_grad(const std::function<Tensor(const TensorList&)>& f, const TensorList& inputs) {
-  const auto r = gradcheck(f, inputs);
-  CHECK_MESSAGE(r.ok, r.message);
-}
-
 /// The input in every layout the kernels must handle: as stored, the shared strided versions, and channels-last.
 std::vector<Tensor> layouts(const Tensor& x) {
   std::vector<Tensor> out{x};

@@ -14,24 +14,10 @@ using namespace torchlet;
 using testing::check_close;
 using testing::check_equal;
 using testing::fixture;
+using testing::check_layouts;
 using testing::strided_versions;
 
 namespace {
-/// Runs `f` on `x` and on each strided version of it, checking every result against `expected`.
-void check_layouts(const Tensor& x, const std::function<Tensor(const Tensor&)>& f, const Tensor& expected,
-                   double rtol = 1e-5, double atol = 1e-6) {
-  {
-    INFO("contiguous input");
-    check_close(f(x), expected, rtol, atol);
-  }
-  int k = 0;
-  for (const Tensor& s : strided_versions(x)) {
-    INFO("strided version ", k++);
-    REQUIRE_FALSE(s.is_contiguous());
-    check_close(f(s), expected, rtol, atol);
-  }
-}
-
 /// Same as check_layouts for an op of two operands: every combination of layouts of a and b.
 void check_layouts2(const Tensor& a, const Tensor& b, const std::function<Tensor(const Tensor&, const Tensor&)>& f,
                     const Tensor& expected, double rtol = 1e-5, double atol = 1e-5) {

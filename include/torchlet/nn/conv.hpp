@@ -60,14 +60,7 @@ class Conv2d : public Module {
   const Tensor& bias() const { return parameter("bias"); }      ///< [out], undefined without bias
 
   /// Draws the weight and bias again as the constructor did.
-  void reset_parameters(Generator& gen = default_generator()) {
-    init::kaiming_uniform_(weight(), {.a = std::sqrt(5.0)}, gen);
-    if (bias().defined()) {
-      const int64_t fan_in = init::calculate_fan_in_and_fan_out(weight()).first;
-      const double bound = fan_in > 0 ? 1 / std::sqrt(static_cast<double>(fan_in)) : 0;
-      init::uniform_(bias(), -bound, bound, gen);
-    }
-  }
+  void reset_parameters(Generator& gen = default_generator()) { init::default_weight_and_bias_(weight(), bias(), gen); }
   std::string name() const override { return "Conv2d"; }  ///< "Conv2d"
   /// "3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False", as PyTorch prints it.
   std::string extra_repr() const override {

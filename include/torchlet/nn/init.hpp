@@ -115,4 +115,15 @@ inline Tensor xavier_normal_(Tensor t, double gain = 1, Generator& gen = default
   const double stdev = gain * std::sqrt(2.0 / static_cast<double>(fan_in + fan_out));
   return normal_(std::move(t), 0, stdev, gen);
 }
+
+/// PyTorch's default initialisation of Linear and ConvNd (their reset_parameters): weight from
+/// kaiming_uniform_(a = sqrt(5)), bias (if defined) uniform in +-1/sqrt(fan_in).
+inline void default_weight_and_bias_(Tensor& weight, Tensor& bias, Generator& gen = default_generator()) {
+  kaiming_uniform_(weight, {.a = std::sqrt(5.0)}, gen);
+  if (bias.defined()) {
+    const int64_t fan_in = calculate_fan_in_and_fan_out(weight).first;
+    const double bound = fan_in > 0 ? 1 / std::sqrt(static_cast<double>(fan_in)) : 0;
+    init::uniform_(bias, -bound, bound, gen);
+  }
+}
 }  // namespace torchlet::nn::init

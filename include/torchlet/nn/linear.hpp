@@ -40,14 +40,7 @@ class Linear : public Module {
   const Tensor& bias() const { return parameter("bias"); }            ///< [out_features], undefined without bias
 
   /// Draws the weight and bias again as the constructor did.
-  void reset_parameters(Generator& gen = default_generator()) {
-    init::kaiming_uniform_(weight(), {.a = std::sqrt(5.0)}, gen);
-    if (bias().defined()) {
-      const int64_t fan_in = init::calculate_fan_in_and_fan_out(weight()).first;
-      const double bound = fan_in > 0 ? 1 / std::sqrt(static_cast<double>(fan_in)) : 0;
-      init::uniform_(bias(), -bound, bound, gen);
-    }
-  }
+  void reset_parameters(Generator& gen = default_generator()) { init::default_weight_and_bias_(weight(), bias(), gen); }
   std::string name() const override { return "Linear"; }  ///< "Linear"
   /// "in_features=6, out_features=5, bias=True"
   std::string extra_repr() const override {

@@ -1,9 +1,12 @@
 #pragma once
 /// \file conv2d with PyTorch's semantics (torch.nn.functional.conv2d): validation, layout and dtype
-/// handling; the arithmetic is in backend/cpu/conv.hpp.
+/// handling, and its autograd recording; the arithmetic is in backend/cpu/conv.hpp (forward) and
+/// backend/cpu/conv_backward.hpp (input, weight and bias gradients).
 #include <cstdint>
 
 #include "torchlet/backend/cpu/conv.hpp"
+#include "torchlet/backend/cpu/conv_backward.hpp"
+#include "torchlet/ops/arithmetic.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
 namespace torchlet {
@@ -24,14 +27,10 @@ inline void check_conv_pair(const Shape& v, const char* name, int64_t min, const
   TORCHLET_CHECK(v[0] >= min && v[1] >= min, ValueError, "[conv2d] ", name, " must be ", must, ", got ",
                  shape_str(v));
 }
-}  // namespace detail
 
-/// 2-D convolution as torch.nn.functional.conv2d: input [N, C, H, W] (or unbatched [C, H, W]), weight
-/// [Cout, C/groups, kh, kw], optional bias [Cout] (pass an undefined Tensor for none). Output
-/// [N, Cout, Ho, Wo] with Ho = (H + 2 * pad - dilation * (kh - 1) - 1) / stride + 1 (likewise Wo), unbatched
-/// for unbatched input. Any layout is accepted; float16 and bfloat16 are computed in float32 and rounded.
-inline Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = {},
-                     const Conv2dOptions& options = {}) {
+/// Validates conv2d's arguments and returns the geometry of the (batched) convolution.
+inline cpu::Conv2dGeometry conv2d_geometry(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                                           const Conv2dOptions& options) {
   TORCHLET_CHECK(input.defined(), ValueError, "[conv2d] input is undefined");
   TORCHLET_CHECK(weight.defined(), ValueError, "[conv2d] weight is undefined");
   TORCHLET_CHECK(input.dim() == 3 || input.dim() == 4, ShapeError,
@@ -96,9 +95,21 @@ inline Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bi
                  (g.dilation_h > 1 || g.dilation_w > 1) ? "dilated kernel " : "kernel ", eff_h, "x", eff_w);
   g.out_h = (padded_h - eff_h) / g.stride_h + 1;
   g.out_w = (padded_w - eff_w) / g.stride_w + 1;
+  return g;
+}
 
+/// The dtype conv2d computes in: float32 for float16 / bfloat16, the dtype itself otherwise.
+inline DType conv2d_compute_dtype(DType dt) { return (dt == kFloat16 || dt == kBFloat16) ? kFloat32 : dt; }
+
+/// conv2d without autograd (see torchlet::conv2d).
+inline Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
+                             const cpu::Conv2dGeometry& g) {
+  const DType dt = input.dtype();
+  const bool batched = input.dim() == 4;
+  const Tensor x4 = batched ? input : input.unsqueeze(0);
+  const int64_t cout = g.out_channels;
   // float16 / bfloat16 are computed in float32 and rounded back
-  const DType compute = (dt == kFloat16 || dt == kBFloat16) ? kFloat32 : dt;
+  const DType compute = conv2d_compute_dtype(dt);
   const Tensor xc = x4.to(compute).contiguous();
   const Tensor wc = weight.to(compute).contiguous();
   const Tensor bc = bias.defined() ? bias.to(compute).contiguous() : Tensor();
@@ -112,5 +123,63 @@ inline Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bi
   }
   if (compute != dt) out = out.to(dt);
   return batched ? out : out.squeeze(0);
+}
+
+/// Gradients of conv2d with geometry `g` for grad_out (the output's shape), computed only where need[i]
+/// (0: input, 1: weight, 2: bias; undefined tensors elsewhere), in the compute dtype (float32 for 16-bit floats).
+inline TensorList conv2d_backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight, bool has_bias,
+                                  const cpu::Conv2dGeometry& g, const Needs& need) {
+  const DType compute = conv2d_compute_dtype(weight.dtype());
+  const bool batched = input.dim() == 4;
+  const Tensor go = (batched ? grad_out : grad_out.unsqueeze(0)).to(compute).contiguous();
+  Tensor gi, gw, gb;
+  if (need[0]) {
+    const Tensor wc = weight.to(compute).contiguous();
+    gi = empty({g.batch, g.in_channels, g.in_h, g.in_w}, TensorOptions(compute, input.device()));
+    if (compute == kFloat32)
+      cpu::conv2d_backward_input<float>(g, go.data<float>(), wc.data<float>(), gi.data<float>());
+    else
+      cpu::conv2d_backward_input<double>(g, go.data<double>(), wc.data<double>(), gi.data<double>());
+    if (!batched) gi = gi.squeeze(0);
+  }
+  if (need[1]) {
+    const Tensor xc = (batched ? input : input.unsqueeze(0)).to(compute).contiguous();
+    gw = empty(weight.sizes(), TensorOptions(compute, weight.device()));
+    if (compute == kFloat32)
+      cpu::conv2d_backward_weight<float>(g, go.data<float>(), xc.data<float>(), gw.data<float>());
+    else
+      cpu::conv2d_backward_weight<double>(g, go.data<double>(), xc.data<double>(), gw.data<double>());
+  }
+  if (need.size() > 2 && need[2] && has_bias) {
+    gb = empty({g.out_channels}, TensorOptions(compute, weight.device()));
+    if (compute == kFloat32)
+      cpu::conv2d_backward_bias<float>(g, go.data<float>(), gb.data<float>());
+    else
+      cpu::conv2d_backward_bias<double>(g, go.data<double>(), gb.data<double>());
+  }
+  return TensorList{gi, gw, gb};
+}
+}  // namespace detail
+
+/// 2-D convolution as torch.nn.functional.conv2d: input [N, C, H, W] (or unbatched [C, H, W]), weight
+/// [Cout, C/groups, kh, kw], optional bias [Cout] (pass an undefined Tensor for none). Output
+/// [N, Cout, Ho, Wo] with Ho = (H + 2 * pad - dilation * (kh - 1) - 1) / stride + 1 (likewise Wo), unbatched
+/// for unbatched input. Any layout is accepted; float16 and bfloat16 are computed in float32 and rounded.
+/// Differentiable in input, weight and bias; backward computes only the gradients that are needed, and nothing
+/// is recorded when none of them requires grad (a frozen convolution costs no backward work).
+inline Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = {},
+                     const Conv2dOptions& options = {}) {
+  Tensor out;
+  cpu::Conv2dGeometry g;
+  {
+    autograd::NoGradGuard untracked;
+    g = detail::conv2d_geometry(input, weight, bias, options);
+    out = detail::conv2d_forward(input, weight, bias, g);
+  }
+  return detail::recorded("conv2d", {input, weight, bias}, out,
+                          [sx = detail::SavedTensor(input), sw = detail::SavedTensor(weight), has_bias = bias.defined(),
+                           g](const detail::TensorList& grads, const detail::Needs& need) {
+                            return detail::conv2d_backward(grads[0], sx.get(), sw.get(), has_bias, g, need);
+                          });
 }
 }  // namespace torchlet

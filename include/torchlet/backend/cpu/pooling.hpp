@@ -21,6 +21,18 @@ struct PlaneLayout {
   int64_t offset(int64_t p) const { return (p / C) * sN + (p % C) * sC; }
 };
 
+/// One average-pooling window along a dimension: [begin, end) clipped to the input, and its size clipped only
+/// to the padded input (the divisor when count_include_pad is true).
+struct AvgPoolWindow {
+  int64_t begin, end, padded;
+};
+/// The window of output position `o` (PyTorch's avg_pool2d arithmetic).
+inline AvgPoolWindow avg_pool_window(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t in) {
+  const int64_t b = o * stride - pad;
+  const int64_t e = std::min(b + kernel, in + pad);
+  return {std::max<int64_t>(b, 0), std::min(e, in), e - b};
+}
+
 /// The layout of a 4-D tensor's planes.
 inline PlaneLayout plane_layout(const Tensor& x) {
   return {x.size(1), x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
@@ -113,17 +125,11 @@ inline void avg_pool2d(const Tensor& x, const Pool2dGeometry& g, bool count_incl
       const T* src = in + L.offset(p);
       T* dst = o + p * OH * OW;
       for (int64_t oh = 0; oh < OH; ++oh) {
-        int64_t h0 = oh * g.stride_h - g.pad_h;
-        int64_t h1 = std::min(h0 + g.kernel_h, H + g.pad_h);
-        const int64_t ph = h1 - h0;
-        h0 = std::max<int64_t>(h0, 0);
-        h1 = std::min(h1, H);
+        const auto wh = torchlet::detail::avg_pool_window(oh, g.stride_h, g.pad_h, g.kernel_h, H);
+        const int64_t h0 = wh.begin, h1 = wh.end, ph = wh.padded;
         for (int64_t ow = 0; ow < OW; ++ow) {
-          int64_t w0 = ow * g.stride_w - g.pad_w;
-          int64_t w1 = std::min(w0 + g.kernel_w, W + g.pad_w);
-          const int64_t pool_size = ph * (w1 - w0);
-          w0 = std::max<int64_t>(w0, 0);
-          w1 = std::min(w1, W);
+          const auto ww = torchlet::detail::avg_pool_window(ow, g.stride_w, g.pad_w, g.kernel_w, W);
+          const int64_t w0 = ww.begin, w1 = ww.end, pool_size = ph * ww.padded;
           if (h0 >= h1 || w0 >= w1) {
             dst[oh * OW + ow] = static_cast<T>(acc(0));
             continue;

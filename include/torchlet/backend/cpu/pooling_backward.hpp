@@ -81,17 +81,11 @@ inline void avg_pool2d_backward(const Tensor& grad_output, const Pool2dGeometry&
         [&](int64_t p, acc* gin) {
           const T* src = go + G.offset(p);
           for (int64_t oh = 0; oh < OH; ++oh) {
-            int64_t h0 = oh * g.stride_h - g.pad_h;
-            int64_t h1 = std::min(h0 + g.kernel_h, H + g.pad_h);
-            const int64_t ph = h1 - h0;
-            h0 = std::max<int64_t>(h0, 0);
-            h1 = std::min(h1, H);
+            const auto wh = torchlet::detail::avg_pool_window(oh, g.stride_h, g.pad_h, g.kernel_h, H);
+            const int64_t h0 = wh.begin, h1 = wh.end, ph = wh.padded;
             for (int64_t ow = 0; ow < OW; ++ow) {
-              int64_t w0 = ow * g.stride_w - g.pad_w;
-              int64_t w1 = std::min(w0 + g.kernel_w, W + g.pad_w);
-              const int64_t pool_size = ph * (w1 - w0);
-              w0 = std::max<int64_t>(w0, 0);
-              w1 = std::min(w1, W);
+              const auto ww = torchlet::detail::avg_pool_window(ow, g.stride_w, g.pad_w, g.kernel_w, W);
+              const int64_t w0 = ww.begin, w1 = ww.end, pool_size = ph * ww.padded;
               if (h0 >= h1 || w0 >= w1) continue;
               const int64_t divide = divisor_override ? *divisor_override
                                      : count_include_pad ? pool_size
