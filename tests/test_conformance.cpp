@@ -14,7 +14,8 @@ using testing::fixture;
 namespace {
 std::shared_ptr<nn::Sequential> make_net() {
   auto net = std::make_shared<nn::Sequential>(
-      std::make_shared<nn::Conv2d>(3, 8, 3, nn::Conv2dOptions{.padding = 1}), std::make_shared<nn::BatchNorm2d>(8),
+      std::make_shared<nn::Conv2d>(3, 8, 3, nn::Conv2dOptions{.padding = 1, .bias = false}),
+      std::make_shared<nn::BatchNorm2d>(8),
       std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2), std::make_shared<nn::Flatten>(),
       std::make_shared<nn::Linear>(8 * 3 * 3, 5));
   nn::StateDict init;
@@ -37,7 +38,7 @@ Tensor flat(const std::vector<Tensor>& ts) {
 using MakeOptimizer = std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>;
 
 void run_case(const std::string& name, bool frozen, const MakeOptimizer& make_optimizer) {
-  INFO("configuration ", name, frozen ? " (frozen backbone)" : "");
+  INFO("configuration ", name + std::string(frozen ? " (frozen backbone)" : ""));
   auto net = make_net();
   net->train();
   if (frozen) {
