@@ -19,7 +19,7 @@ def main(path):
                 continue
             entry = json.loads(line)
             result = entry.get("result")
-            found = SUMMARY.findall(entry.get("stdo", "") or "")
+            found = SUMMARY.findall(entry.get("stdout") or entry.get("stdo") or "")
             if result == "SKIP":
                 skipped += 1
             elif found:
