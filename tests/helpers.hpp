@@ -76,6 +76,14 @@ inline std::vector<Tensor> strided_versions(const Tensor& t) {
   return out;
 }
 
+/// The input in every layout a kernel must handle: as stored, the strided versions, and (4-D) channels-last.
+inline std::vector<Tensor> all_layouts(const Tensor& x) {
+  std::vector<Tensor> out{x};
+  for (const Tensor& s : strided_versions(x)) out.push_back(s);
+  if (x.dim() == 4) out.push_back(x.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2}));
+  return out;
+}
+
 /// Runs `f` on `x` and on each strided version of it, checking every result against `expected`.
 inline void check_layouts(const Tensor& x, const std::function<Tensor(const Tensor&)>& f, const Tensor& expected,
                           double rtol = 1e-5, double atol = 1e-6) {

@@ -16,13 +16,7 @@ using testing::check_equal;
 using testing::fixture;
 
 namespace {
-/// The input in every layout the kernels must handle: as stored, the shared strided versions, and channels-last.
-std::vector<Tensor> layouts(const Tensor& x) {
-  std::vector<Tensor> out{x};
-  for (const Tensor& s : testing::strided_versions(x)) out.push_back(s);
-  if (x.dim() == 4) out.push_back(x.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2}));
-  return out;
-}
+std::vector<Tensor> layouts(const Tensor& x) { return testing::all_layouts(x); }
 
 /// A fixture input converted to `dtype` (bfloat16 inputs are stored as float32 holding exact bfloat16 values).
 Tensor input(const std::string& name, std::optional<DType> dtype = std::nullopt) {

@@ -24,13 +24,7 @@ using testing::check_equal;
 using testing::fixture;
 
 namespace {
-/// The input in every layout the kernels must handle: as stored, the shared strided versions, and channels-last.
-std::vector<Tensor> layouts(const Tensor& x) {
-  std::vector<Tensor> out{x};
-  for (const Tensor& s : testing::strided_versions(x)) out.push_back(s);
-  if (x.dim() == 4) out.push_back(x.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2}));
-  return out;
-}
+std::vector<Tensor> layouts(const Tensor& x) { return testing::all_layouts(x); }
 
 /// For each layout of png_<name>_x as a leaf: fn's output against png_<name>_out, then backward with
 /// png_<name>_coef and the input's gradient against png_<name>_g0 (float32, within 1e-5).

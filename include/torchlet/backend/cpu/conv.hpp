@@ -53,6 +53,20 @@ struct Conv2dGeometry {
 }  // namespace torchlet::cpu
 
 namespace torchlet::detail {
+/// One thread's slice of a ConvScratch: the im2col tile, the zero-padded copy of one image group, and an extra
+/// buffer (the forward's shared-GEMM output, or the backward's partial weight gradient).
+template <class T>
+struct ConvThreadScratch {
+  T* col;
+  T* padded;
+  T* extra;
+  int64_t padded_key;  ///< which (image, group) `padded` holds, -1 for none
+  /// Lays the three buffers out one after another from `base` (all null when base is null).
+  static ConvThreadScratch carve(T* base, int64_t col_size, int64_t pad_size) {
+    return {base, base ? base + col_size : nullptr, base ? base + col_size + pad_size : nullptr, -1};
+  }
+};
+
 /// An uninitialised, 64-byte aligned scratch buffer of n elements.
 template <class T>
 struct ConvScratch {
@@ -245,15 +259,8 @@ void conv2d_forward(const Conv2dGeometry& g, const T* input, const T* weight, co
   const int64_t cols = nb * plan.tile;
   const int64_t col_size = (pointwise && nb == 1) ? 0 : K * cols, pad_size = pad_copy ? padded_size : 0;
   const int64_t out_size = nb > 1 ? Mg * cols : 0, per_thread = col_size + pad_size + out_size;
-  struct Scratch {
-    T* col;
-    T* padded;
-    T* out;
-    int64_t padded_key;  // which (image, group) `padded` holds, -1 for none
-  };
-  const auto scratch_at = [&](T* base) {
-    return Scratch{base, base ? base + col_size : nullptr, base ? base + col_size + pad_size : nullptr, -1};
-  };
+  using Scratch = detail::ConvThreadScratch<T>;
+  const auto scratch_at = [&](T* base) { return Scratch::carve(base, col_size, pad_size); };
 
   // one task: output pixels [p0, p0 + np) of one group of images [n0, n0 + count); `for_channels(f)` runs
   // f(c0, c1) over channel ranges (split over threads or not)
@@ -297,11 +304,11 @@ void conv2d_forward(const Conv2dGeometry& g, const T* input, const T* weight, co
       gemm<T>(false, false, Mg, np, K, T(1), w, K, B, ldb, bias ? T(1) : T(0), out, pixels);
       return;
     }
-    gemm<T>(false, false, Mg, ld, K, T(1), w, K, B, ldb, T(0), ws.out, ld);
+    gemm<T>(false, false, Mg, ld, K, T(1), w, K, B, ldb, T(0), ws.extra, ld);
     for (int64_t i = 0; i < count; ++i) {
       T* out = output + ((n0 + i) * g.out_channels + grp * Mg) * pixels + p0;
       for (int64_t m = 0; m < Mg; ++m) {
-        const T* src = ws.out + m * ld + i * np;
+        const T* src = ws.extra + m * ld + i * np;
         T* dst = out + m * pixels;
         const T b = bias ? bias[grp * Mg + m] : T(0);
         for (int64_t j = 0; j < np; ++j) dst[j] = src[j] + b;

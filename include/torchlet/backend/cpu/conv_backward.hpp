@@ -198,15 +198,8 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* grad_out, const T*
                         padded_size * static_cast<int64_t>(sizeof(T)) <= torchlet::detail::kConvPaddedCopyBytes;
   const int64_t col_size = pointwise ? 0 : K * tile, pad_size = pad_copy ? padded_size : 0;
   const int64_t partial_size = parallel ? wsize : 0, per_thread = col_size + pad_size + partial_size;
-  struct Scratch {
-    T* col;
-    T* padded;
-    T* partial;
-    int64_t padded_key;  // which (image, group) `padded` holds, -1 for none
-  };
-  const auto scratch_at = [&](T* base) {
-    return Scratch{base, base ? base + col_size : nullptr, base ? base + col_size + pad_size : nullptr, -1};
-  };
+  using Scratch = torchlet::detail::ConvThreadScratch<T>;
+  const auto scratch_at = [&](T* base) { return Scratch::carve(base, col_size, pad_size); };
 
   auto run_task = [&](int64_t task, Scratch& ws, auto&& for_channels, T* acc) {
     const int64_t t = task % tiles, cg = task / tiles, n = cg / g.groups, grp = cg % g.groups;
@@ -246,12 +239,12 @@ void conv2d_backward_weight(const Conv2dGeometry& g, const T* grad_out, const T*
     {
       Scratch ws = scratch_at(base + per_thread * omp_get_thread_num());
 #pragma omp for schedule(static)
-      for (int64_t t = 0; t < tasks; ++t) run_task(t, ws, serial_channels, ws.partial);
+      for (int64_t t = 0; t < tasks; ++t) run_task(t, ws, serial_channels, ws.extra);
     }
 #else
     {
       Scratch ws = scratch_at(base);
-      for (int64_t t = 0; t < tasks; ++t) run_task(t, ws, serial_channels, ws.partial);
+      for (int64_t t = 0; t < tasks; ++t) run_task(t, ws, serial_channels, ws.extra);
     }
 #endif
     // fixed-order reduction: element i is partial_0[i] + partial_1[i] + ... whatever the thread split of i
