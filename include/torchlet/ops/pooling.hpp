@@ -116,45 +116,37 @@ inline autograd::BackwardFn max_pool2d_backward_fn(const Tensor& indices, const 
 }
 }  // namespace detail
 
+namespace detail {
+// max_pool2d with or without returning the indices; they are computed whenever returned or recorded.
+inline std::pair<Tensor, Tensor> max_pool2d_impl(const Tensor& x, const MaxPool2dOptions& o, bool want_indices) {
+  check_pool_input(x, "max_pool2d");
+  check_pool_dtype(x, "max_pool2d");
+  const cpu::Pool2dGeometry g = pool_geometry(x, "max_pool2d", o.kernel_size, o.stride, o.padding, o.dilation,
+                                              o.ceil_mode);
+  const Shape sizes = pooled_sizes(x, g.out_h, g.out_w);
+  Tensor out = empty(sizes, x.dtype());
+  const bool track = autograd::any_requires_grad({x});
+  Tensor idx = want_indices || track ? empty(sizes, kInt64) : Tensor();  // the backward needs the argmax positions
+  {
+    autograd::NoGradGuard untracked;
+    cpu::max_pool2d(as_batched(x), g, out, idx);
+  }
+  if (track) autograd::record("max_pool2d_with_indices", {x}, {out}, max_pool2d_backward_fn(idx, x.sizes(), x.dtype()));
+  return {out, idx};
+}
+}  // namespace detail
+
 /// Max pooling over 2-D windows of [N, C, H, W] or [C, H, W] input, and the flat index (h * W + w within its
 /// plane, int64) of each maximum, as torch.nn.functional.max_pool2d(..., return_indices=True). Differentiable in x:
 /// the gradient goes to each window's maximum (accumulating where windows share one).
 inline std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, const MaxPool2dOptions& o) {
-  detail::check_pool_input(x, "max_pool2d");
-  detail::check_pool_dtype(x, "max_pool2d");
-  const cpu::Pool2dGeometry g =
-      detail::pool_geometry(x, "max_pool2d", o.kernel_size, o.stride, o.padding, o.dilation, o.ceil_mode);
-  const Shape sizes = detail::pooled_sizes(x, g.out_h, g.out_w);
-  Tensor out = empty(sizes, x.dtype());
-  Tensor idx = empty(sizes, kInt64);
-  const bool track = autograd::any_requires_grad({x});
-  {
-    autograd::NoGradGuard untracked;
-    cpu::max_pool2d(detail::as_batched(x), g, out, idx);
-  }
-  if (track)
-    autograd::record("max_pool2d_with_indices", {x}, {out}, detail::max_pool2d_backward_fn(idx, x.sizes(), x.dtype()));
-  return {out, idx};
+  return detail::max_pool2d_impl(x, o, /*want_indices=*/true);
 }
 
 /// Max pooling over 2-D windows of [N, C, H, W] or [C, H, W] input, as torch.nn.functional.max_pool2d.
 /// Differentiable (the indices are computed only when recording).
 inline Tensor max_pool2d(const Tensor& x, const MaxPool2dOptions& o) {
-  detail::check_pool_input(x, "max_pool2d");
-  detail::check_pool_dtype(x, "max_pool2d");
-  const cpu::Pool2dGeometry g =
-      detail::pool_geometry(x, "max_pool2d", o.kernel_size, o.stride, o.padding, o.dilation, o.ceil_mode);
-  const Shape sizes = detail::pooled_sizes(x, g.out_h, g.out_w);
-  Tensor out = empty(sizes, x.dtype());
-  const bool track = autograd::any_requires_grad({x});
-  Tensor idx = track ? empty(sizes, kInt64) : Tensor();  // the backward needs the argmax positions
-  {
-    autograd::NoGradGuard untracked;
-    cpu::max_pool2d(detail::as_batched(x), g, out, idx);
-  }
-  if (track)
-    autograd::record("max_pool2d_with_indices", {x}, {out}, detail::max_pool2d_backward_fn(idx, x.sizes(), x.dtype()));
-  return out;
+  return detail::max_pool2d_impl(x, o, /*want_indices=*/false).first;
 }
 
 /// Average pooling over 2-D windows of [N, C, H, W] or [C, H, W] input (floating or int64), as

@@ -147,6 +147,14 @@ void im2col_padded(const T* src, int64_t c0, int64_t c1, const cpu::Conv2dGeomet
   }
 }
 
+/// The output columns [lo, hi) whose input column ow * stride + kj * dilation - pad lies inside the image.
+inline std::pair<int64_t, int64_t> inside_columns(const cpu::Conv2dGeometry& g, int64_t kj) {
+  const int64_t W = g.in_w, Wo = g.out_w, sw = g.stride_w;
+  const int64_t dx = kj * g.dilation_w - g.pad_w;
+  const int64_t lo = std::min(Wo, dx >= 0 ? 0 : (-dx + sw - 1) / sw);
+  return {lo, std::clamp(dx >= W ? 0 : (W - dx + sw - 1) / sw, lo, Wo)};
+}
+
 /// Like im2col_padded, on the unpadded image (bounds checked per row): for images too large to copy padded.
 template <class T>
 void im2col_tile(const T* image, int64_t c0, int64_t c1, const cpu::Conv2dGeometry& g, int64_t p0, int64_t np, T* col,
@@ -158,10 +166,8 @@ void im2col_tile(const T* image, int64_t c0, int64_t c1, const cpu::Conv2dGeomet
     for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
       for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
         T* dst = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * ld;
-        // output columns whose input column ow * sw + dx lies inside the image: [ow_lo, ow_hi)
         const int64_t dx = kj * g.dilation_w - g.pad_w;
-        const int64_t ow_lo = std::min(Wo, dx >= 0 ? 0 : (-dx + sw - 1) / sw);
-        const int64_t ow_hi = std::clamp(dx >= W ? 0 : (W - dx + sw - 1) / sw, ow_lo, Wo);
+        const auto [ow_lo, ow_hi] = inside_columns(g, kj);
         for (int64_t oh = oh_first; oh <= oh_last; ++oh) {
           const int64_t a = oh == oh_first ? p0 - oh * Wo : 0;
           const int64_t b = oh == oh_last ? end - oh * Wo : Wo;

@@ -63,8 +63,7 @@ void col2im_tile_add(const T* col, int64_t c0, int64_t c1, const cpu::Conv2dGeom
       for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
         const T* src = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * ld;
         const int64_t dx = kj * g.dilation_w - g.pad_w;
-        const int64_t ow_lo = std::min(Wo, dx >= 0 ? 0 : (-dx + sw - 1) / sw);
-        const int64_t ow_hi = std::clamp(dx >= W ? 0 : (W - dx + sw - 1) / sw, ow_lo, Wo);
+        const auto [ow_lo, ow_hi] = torchlet::detail::inside_columns(g, kj);
         for (int64_t oh = oh_first; oh <= oh_last; ++oh) {
           const int64_t a = oh == oh_first ? p0 - oh * Wo : 0;
           const int64_t b = oh == oh_last ? end - oh * Wo : Wo;
