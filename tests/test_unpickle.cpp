@@ -387,7 +387,9 @@ TEST_CASE("unpickle: limits stop deep nesting, memo replay and huge inputs witho
       put_u32(s, i + 1);
     }
     s += ".";
-    CHECK(error_of(bytes_of(s), io::UnpickleOptions{.max_nodes = 100000}).find("max_nodes") != std::string::npos);
+    CHECK(error_of(bytes_of(s), io::UnpickleOptions{.max_nodes = 100000, .max_expansion = size_t{1} << 20})
+              .find("max_nodes") != std::string::npos);
+    CHECK(error_of(bytes_of(s)).find("memo replay bomb") != std::string::npos);  // the default expansion cap
   }
   // Memo, container and size limits.
   CHECK(error_of(bytes_of("\x80\x02Nq\x00q\x01q\x02."), io::UnpickleOptions{.max_memo_entries = 2})

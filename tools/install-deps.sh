@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages torchlet needs to build and test (skips what is already there).
-# Usage: bash tools/install-deps.sh [extra packages...]   (as root, or with sudo available)
+# Usage: bash tools/install-deps.sh [--job] [extra packages...]   (as root, or with sudo available)
+#   --job: only what building and running the main job needs (no PyTorch, which only the tests use)
 set -euo pipefail
 
-packages=(g++ meson ninja-build pkg-config libeigen3-dev doctest-dev zlib1g-dev libstb-dev "$@")
+# build: compiler, Meson, Eigen, doctest, zlib, stb_image; data: Fashion-MNIST (the main job's default data);
+# interop: Debian's PyTorch and torchvision (tests run them on files torchlet writes, and fixture generators)
+packages=(g++ meson ninja-build pkg-config libeigen3-dev doctest-dev zlib1g-dev libstb-dev dataset-fashion-mnist)
+if [ "${1:-}" = "--job" ]; then
+  shift
+else
+  packages+=(python3-numpy python3-torch python3-torchvision)
+fi
+packages+=("$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,6 +30,19 @@ struct IndexError : Error { using Error::Error; };
 struct ValueError : Error { using Error::Error; };
 /// A file that cannot be opened, read, written or parsed.
 struct IOError : Error { using Error::Error; };
+/// Not a PyTorch checkpoint, or one using a layout or feature torchlet does not read (PNG, Git LFS pointer,
+/// TorchScript archive, encrypted or bzip2 entries, unknown byteorder, unsupported dtype or pickle protocol).
+struct FormatError : IOError { using IOError::IOError; };
+/// A checkpoint whose bytes are damaged or inconsistent: truncated (an interrupted save), CRC mismatch, local and
+/// central headers that disagree, overlapping or duplicate entries, a corrupt pickle, storage sizes or tensor
+/// views that do not fit.
+struct CorruptFileError : IOError { using IOError::IOError; };
+/// A file built to make a reader do something it must not: a pickle global, opcode or BUILD target outside the
+/// allowlist, entry names or storage keys that escape a folder, data prepended to the archive (polyglot).
+struct UnsafeFileError : IOError { using IOError::IOError; };
+/// A resource limit of the reader was reached (entry count or size, nesting depth, memo size, expansion, total
+/// tensor bytes); raise the limit in the options if the file is trusted.
+struct LimitError : IOError { using IOError::IOError; };
 
 namespace detail {
 /// Called instead of throwing when exceptions are disabled.
@@ -47,6 +60,22 @@ std::string cat(const Args&... args) {
 }
 }  // namespace detail
 }  // namespace torchlet
+
+#if !defined(TORCHLET_NOEXCEPTION) && (defined(__cpp_exceptions) || defined(__EXCEPTIONS))
+namespace torchlet {
+/// Rethrows `e` as the same IOError subclass (FormatError, CorruptFileError, UnsafeFileError, LimitError or plain
+/// IOError) with `prefix` put before its message: for loaders that add the file and entry name to a lower-level
+/// error without losing its type.
+[[noreturn]] inline void rethrow_io_error(const IOError& e, const std::string& prefix) {
+  const std::string m = prefix + e.what();
+  if (dynamic_cast<const FormatError*>(&e)) throw FormatError(m);
+  if (dynamic_cast<const CorruptFileError*>(&e)) throw CorruptFileError(m);
+  if (dynamic_cast<const UnsafeFileError*>(&e)) throw UnsafeFileError(m);
+  if (dynamic_cast<const LimitError*>(&e)) throw LimitError(m);
+  throw IOError(m);
+}
+}  // namespace torchlet
+#endif
 
 #ifndef TORCHLET_THROW
 #if defined(TORCHLET_NOEXCEPTION) || !(defined(__cpp_exceptions) || defined(__EXCEPTIONS))

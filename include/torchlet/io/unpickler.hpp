@@ -33,7 +33,7 @@
 
 namespace torchlet::io {
 
-/// Limits that bound the work and memory one pickle may cause; each exceeded limit raises IOError.
+/// Limits that bound the work and memory one pickle may cause; each exceeded limit raises LimitError.
 struct UnpickleOptions {
   size_t max_pickle_bytes = size_t{1} << 30;         ///< largest accepted pickle
   int64_t max_depth = 1000;                          ///< deepest container nesting in the result
@@ -41,6 +41,7 @@ struct UnpickleOptions {
   size_t max_container_size = size_t{1} << 24;       ///< most elements of one list/tuple/dict/set
   size_t max_stack = size_t{1} << 17;                ///< most items on the interpreter stack
   size_t max_nodes = size_t{1} << 24;                ///< most Value nodes built (stops memo-replay bombs)
+  size_t max_expansion = 64;  ///< most result values per pickle object, beyond 4096 (memo replay: billion laughs)
   int64_t max_total_tensor_bytes = int64_t{1} << 40;  ///< most bytes of all distinct storages together
   bool allow_objects = true;  ///< turn unknown classes into inert dicts (needed for `torch.save(model)`)
 };
@@ -57,7 +58,7 @@ using NodeP = std::shared_ptr<Node>;
 
 /// One object on the interpreter's stack or memo (shared, so mutations after BINPUT are seen by BINGET).
 struct Node {
-  enum class K : uint8_t { Leaf, List, Tuple, Dict, Set, Object, Global, Storage };
+  enum class K : uint8_t { Leaf, List, Tuple, Dict, Set, Object, Global, Storage, Tensor };
   K k = K::Leaf;
   Value leaf;                                 // Leaf: None/bool/int/float/str/Tensor
   std::vector<NodeP> items;                   // List, Tuple, Set
@@ -65,12 +66,53 @@ struct Node {
   std::string name;                           // Global: "module.name"; Object: class; Dict: "" or OrderedDict
   NodeP attrs;                                // Dict: BUILD state; Object: non-dict BUILD state
   int64_t depth = 1;                          // lower bound of nesting depth (checked early)
-  // Storage:
+  DType dtype = kUInt8;                       // Global (storage type, dtype), Storage, Tensor
+  std::unique_ptr<struct NodeExtra> x;        // Storage and Tensor only (keeps the common node small)
+};
+
+/// The fields of Storage and Tensor nodes.
+struct NodeExtra {
+  // Storage (resolved lazily, once the whole pickle was accepted):
   Storage storage;
-  DType dtype = kUInt8;
+  bool resolved = false;
   int64_t numel = 0;
   std::string key;
+  std::string location;
+  // Tensor (a view of the Storage node `base`, built when converting; the node's `leaf` caches it):
+  NodeP base;
+  Shape sizes, strides;
+  int64_t offset = 0;
 };
+
+/// What kind of error a check raises (maps to the IOError subclasses of core/error.hpp).
+enum class EK : uint8_t { Corrupt, Unsafe, Limit, Format };
+
+/// True when `s` is UTF-8 as Python's pickle decodes it ('surrogatepass': lone surrogates are allowed).
+inline bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t cp = 0;
+    if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1Fu; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0Fu; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07u; }
+    else return false;
+    if (i + n >= s.size()) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (d & 0x3Fu);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))) return false;
+    i += n + 1;
+  }
+  return true;
+}
 
 enum class G : uint8_t {
   OrderedDict, RebuildV2, RebuildV3, RebuildV1, RebuildParam, RebuildParamState, RebuildFromType, Size, Set,
@@ -133,41 +175,83 @@ class Machine {
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
-  Value run() {
-    TORCHLET_CHECK(b_.size() <= o_.max_pickle_bytes, IOError, "[unpickle] pickle of ", b_.size(),
+  /// Runs to STOP; with `trailing_ok`, bytes after STOP are left for the caller (see consumed()).
+  Value run(bool trailing_ok = false) {
+    TORCHLET_CHECK(b_.size() <= o_.max_pickle_bytes, LimitError, "[unpickle] pickle of ", b_.size(),
                    " bytes exceeds max_pickle_bytes ", o_.max_pickle_bytes);
-    TORCHLET_CHECK(!b_.empty(), IOError, "[unpickle] empty pickle (no PROTO/STOP)");
+    TORCHLET_CHECK(!b_.empty(), CorruptFileError, "[unpickle] empty pickle (no PROTO/STOP)");
     NodeP result;
     while (!result) {
-      TORCHLET_CHECK(pos_ < b_.size(), IOError, "[unpickle] truncated pickle: no STOP opcode before offset ",
-                     pos_);
+      TORCHLET_CHECK(pos_ < b_.size(), CorruptFileError, "[unpickle] truncated pickle: no STOP opcode before offset ",
+                     pos_, " (the save was probably interrupted)");
       op_pos_ = pos_;
       op_ = b_[pos_++];
       result = step();
     }
-    TORCHLET_CHECK(pos_ == b_.size(), IOError, "[unpickle] ", b_.size() - pos_,
-                   " trailing bytes after STOP at offset ", op_pos_);
+    TORCHLET_CHECK(trailing_ok || pos_ == b_.size(), CorruptFileError, "[unpickle] ", b_.size() - pos_,
+                   " trailing bytes after STOP at offset ", op_pos_, " (trailing data: refused)");
     return convert(result);
   }
+  /// Bytes interpreted so far (after run(): the offset just past STOP).
+  size_t consumed() const { return pos_; }
 
  private:
   // ---- errors --------------------------------------------------------------------------------------------
   template <class... A>
-  [[noreturn]] void fail(const A&... a) const {
+  [[noreturn]] void fail_as(EK k, const A&... a) const {
     char buf[8];
     std::snprintf(buf, sizeof buf, "0x%02x", op_);
-    TORCHLET_THROW(IOError, "[unpickle] ", a..., " (opcode ", opcode_name(op_), " ", buf, " at offset ", op_pos_,
-                   ")");
+    const std::string at = ::torchlet::detail::cat(" (opcode ", opcode_name(op_), " ", buf, " at offset ", op_pos_, ")");
+    switch (k) {
+      case EK::Unsafe: TORCHLET_THROW(UnsafeFileError, "[unpickle] ", a..., at);
+      case EK::Limit: TORCHLET_THROW(LimitError, "[unpickle] ", a..., at);
+      case EK::Format: TORCHLET_THROW(FormatError, "[unpickle] ", a..., at);
+      case EK::Corrupt: break;
+    }
+    TORCHLET_THROW(CorruptFileError, "[unpickle] ", a..., at);
+  }
+  /// A corrupt pickle (CorruptFileError).
+  template <class... A>
+  [[noreturn]] void fail(const A&... a) const {
+    fail_as(EK::Corrupt, a...);
   }
   template <class... A>
   void check(bool c, const A&... a) const {
-    if (!c) fail(a...);
+    if (!c) fail_as(EK::Corrupt, a...);
+  }
+  template <class... A>
+  void check_as(bool c, EK k, const A&... a) const {
+    if (!c) fail_as(k, a...);
+  }
+
+  /// Best effort: " for key ['state_dict']['w']", the dict keys / list indices of the value being built, read from
+  /// the containers that MARKs are filling (SETITEMS / APPENDS batches); "" when none is known.
+  std::string where() const {
+    std::string path;
+    for (size_t i = 0; i < marks_.size(); ++i) {
+      const size_t m = marks_[i];
+      if (m == 0 || m > stack_.size()) continue;
+      const Node& c = *stack_[m - 1];
+      const size_t end = i + 1 < marks_.size() ? std::min(marks_[i + 1], stack_.size()) : stack_.size();
+      if (end <= m) continue;
+      const size_t n = end - m;  // items pushed since the MARK (the last one may be the pending value)
+      if (c.k == Node::K::Dict || c.k == Node::K::Object) {
+        const Node& key = *stack_[m + ((n - 1) & ~size_t{1})];
+        if (key.k != Node::K::Leaf || !(key.leaf.is_string() || key.leaf.is_int())) continue;
+        path += key.leaf.is_string() ? "['" + key.leaf.as_string() + "']" : "[" + key.leaf.repr() + "]";
+      } else if (c.k == Node::K::List) {
+        path += "[" + std::to_string(c.items.size() + n - 1) + "]";
+      }
+    }
+    return path.empty() || path.size() > 512 ? std::string() : " for key " + path;
   }
 
   // ---- reading ---------------------------------------------------------------------------------------------
   const uint8_t* take(uint64_t n) {
     check(n <= b_.size() - pos_, "truncated pickle: operand of ", n, " bytes runs past the end (", b_.size() - pos_,
           " left)");
+    check(pos_ >= frame_end_ || n <= frame_end_ - pos_, "operand of ", n, " bytes straddles the end of the frame at ",
+          "offset ", frame_end_, " (frame mismatch)");
     const uint8_t* p = b_.data() + pos_;
     pos_ += static_cast<size_t>(n);
     return p;
@@ -182,7 +266,9 @@ class Machine {
     const size_t start = pos_;
     while (pos_ < b_.size() && b_[pos_] != '\n') ++pos_;
     check(pos_ < b_.size(), "truncated pickle: no newline after text operand");
-    check(pos_ - start <= 1024, "text operand longer than 1024 bytes");
+    check(start >= frame_end_ || pos_ < frame_end_, "text operand straddles the end of the frame at offset ",
+          frame_end_, " (frame mismatch)");
+    check_as(pos_ - start <= 1024, EK::Limit, "text operand longer than 1024 bytes");
     std::string s(reinterpret_cast<const char*>(b_.data() + start), pos_ - start);
     ++pos_;
     return s;
@@ -190,7 +276,7 @@ class Machine {
 
   // ---- nodes -----------------------------------------------------------------------------------------------
   NodeP make(Node::K k) {
-    check(arena_.size() < o_.max_nodes, "more than max_nodes ", o_.max_nodes, " objects");
+    check_as(arena_.size() < o_.max_nodes, EK::Limit, "more than max_nodes ", o_.max_nodes, " objects");
     auto n = std::make_shared<Node>();
     n->k = k;
     arena_.push_back(n);
@@ -202,7 +288,7 @@ class Machine {
     return n;
   }
   void push(NodeP n) {
-    check(stack_.size() < o_.max_stack, "stack deeper than max_stack ", o_.max_stack);
+    check_as(stack_.size() < o_.max_stack, EK::Limit, "stack deeper than max_stack ", o_.max_stack);
     stack_.push_back(std::move(n));
   }
   NodeP pop() {
@@ -226,10 +312,10 @@ class Machine {
     return items;
   }
   void child_added(Node& parent, const Node& child, size_t size) {
-    check(size <= o_.max_container_size, "container of more than max_container_size ", o_.max_container_size,
-          " elements");
+    check_as(size <= o_.max_container_size, EK::Limit, "container of more than max_container_size ",
+             o_.max_container_size, " elements");
     parent.depth = std::max(parent.depth, child.depth + 1);
-    check(parent.depth <= o_.max_depth, "nesting deeper than max_depth ", o_.max_depth);
+    check_as(parent.depth <= o_.max_depth, EK::Limit, "nesting deeper than max_depth ", o_.max_depth);
   }
   void add_item(Node& c, NodeP v) {
     check(c.k == Node::K::List || c.k == Node::K::Set, "APPEND/ADDITEMS target is a ", kind(c), ", not a list/set");
@@ -238,16 +324,17 @@ class Machine {
   }
   void set_item(Node& d, NodeP k, NodeP v) {
     check(d.k == Node::K::Dict, "SETITEM target is a ", kind(d), ", not a dict");
-    check(k->k == Node::K::Leaf || k->k == Node::K::Tuple, "unhashable dict key of kind ", kind(*k));
+    check(k->k == Node::K::Leaf || k->k == Node::K::Tuple || k->k == Node::K::Tensor, "unhashable dict key of kind ",
+          kind(*k));
     child_added(d, *k, d.entries.size() + 1);
     child_added(d, *v, d.entries.size() + 1);
     d.entries.emplace_back(std::move(k), std::move(v));
   }
   NodeP tuple(std::vector<NodeP> items) {
     NodeP t = make(Node::K::Tuple);
-    check(items.size() <= o_.max_container_size, "tuple of more than max_container_size elements");
+    check_as(items.size() <= o_.max_container_size, EK::Limit, "tuple of more than max_container_size elements");
     for (auto& i : items) t->depth = std::max(t->depth, i->depth + 1);
-    check(t->depth <= o_.max_depth, "nesting deeper than max_depth ", o_.max_depth);
+    check_as(t->depth <= o_.max_depth, EK::Limit, "nesting deeper than max_depth ", o_.max_depth);
     t->items = std::move(items);
     return t;
   }
@@ -261,6 +348,7 @@ class Machine {
       case Node::K::Object: return "object";
       case Node::K::Global: return "global";
       case Node::K::Storage: return "storage";
+      case Node::K::Tensor: return "tensor";
     }
     return "?";
   }
@@ -268,8 +356,11 @@ class Machine {
   // ---- memo ------------------------------------------------------------------------------------------------
   void put(uint64_t idx) {
     check(!stack_.empty(), "stack underflow");
+    check_as(idx < o_.max_memo_entries, EK::Limit, "memo index ", idx, " is not below max_memo_entries ",
+             o_.max_memo_entries);
     if (!memo_.count(idx))
-      check(memo_.size() < o_.max_memo_entries, "more than max_memo_entries ", o_.max_memo_entries, " memo entries");
+      check_as(memo_.size() < o_.max_memo_entries, EK::Limit, "more than max_memo_entries ", o_.max_memo_entries,
+               " memo entries");
     memo_[idx] = stack_.back();
   }
   void get(uint64_t idx) {
@@ -280,13 +371,13 @@ class Machine {
 
   // ---- globals ---------------------------------------------------------------------------------------------
   [[noreturn]] void refuse(const std::string& full) const {
-    fail("refusing to load global ", full, ": torchlet never executes code from a file");
+    fail_as(EK::Unsafe, "refusing to load global ", full, ": torchlet never executes code from a file");
   }
   NodeP global(std::string module, const std::string& name) {
     if (module == "__builtin__") module = "builtins";
     if (module == "copy_reg") module = "copyreg";
     const std::string full = module + "." + name;
-    check(module.size() + name.size() <= 512, "global name too long");
+    check_as(module.size() + name.size() <= 512, EK::Unsafe, "global name too long");
     bool mod_ok = !module.empty();
     for (size_t s = 0, e; mod_ok && s <= module.size(); s = e + 1) {
       e = module.find('.', s);
@@ -329,7 +420,7 @@ class Machine {
           g->dtype = dt;
           return set(G::StorageType);
         }
-      fail("storage type ", full, " is not supported (complex, quantized or unknown storage)");
+      fail_as(EK::Format, "storage type ", full, " is not supported (complex, quantized or unknown storage)", where());
     }
     if (module == "torch") {
       try {
@@ -342,10 +433,11 @@ class Machine {
       }
       if (name.rfind("complex", 0) == 0 || name.rfind("qint", 0) == 0 || name.rfind("quint", 0) == 0 ||
           name == "cfloat" || name == "cdouble" || name == "chalf")
-        fail("dtype torch.", name, " is not supported (complex and quantized tensors)");
+        fail_as(EK::Format, "dtype torch.", name, " is not supported (complex and quantized tensors)", where());
     }
     if (module == "torch._utils" && name.rfind("_rebuild_", 0) == 0)
-      fail("tensor kind ", full, " is not supported (quantized, sparse, meta, nested or device tensors)");
+      fail_as(EK::Format, "tensor kind ", full, " is not supported (quantized, sparse, meta, nested or device tensors)",
+              where());
     // An unknown class: inert, usable only by NEWOBJ / copyreg._reconstructor and BUILD, never called.
     const bool class_like = std::isupper(static_cast<unsigned char>(name[0])) != 0;
     const bool torch_core = module == "torch" || module == "torch._utils" || module == "torch._tensor" ||
@@ -387,13 +479,13 @@ class Machine {
     check(a[0]->k == Node::K::Storage, who, ": first argument is a ", kind(*a[0]), ", not a storage");
     const Node& st = *a[0];
     DType dtype = st.dtype;
-    int64_t storage_numel = st.numel;
+    int64_t storage_numel = st.x->numel;
     if (g == G::RebuildV3) {
       check(a[6]->k == Node::K::Global && gkind(*a[6]) == G::DType, who, ": dtype argument is not a torch dtype");
       dtype = a[6]->dtype;
       const int64_t es = element_size(dtype);
-      const int64_t nbytes = st.numel * element_size(st.dtype);
-      check(nbytes % es == 0, who, ": storage '", st.key, "' of ", nbytes, " bytes is not a whole number of ",
+      const int64_t nbytes = st.x->numel * element_size(st.dtype);
+      check(nbytes % es == 0, who, ": storage '", st.x->key, "' of ", nbytes, " bytes is not a whole number of ",
             dtype_name(dtype), " elements");
       storage_numel = nbytes / es;
     } else {
@@ -403,7 +495,7 @@ class Machine {
     const auto sizes = ints_of(*a[2], "size");
     const auto strides = ints_of(*a[3], "stride");
     check(sizes.size() == strides.size(), who, ": ", sizes.size(), " sizes but ", strides.size(), " strides");
-    check(sizes.size() <= 64, who, ": more than 64 dimensions");
+    check_as(sizes.size() <= 64, EK::Limit, who, ": more than 64 dimensions");
     check(offset >= 0, who, ": negative storage offset ", offset);
     int64_t numel = 1, hi = offset;
     for (size_t d = 0; d < sizes.size(); ++d) {
@@ -418,52 +510,74 @@ class Machine {
               who, ": view extent overflows int64");
       }
       check(hi < storage_numel, who, ": view (offset ", offset, ", last element ", hi, ") is out of bounds of storage '",
-            st.key, "' with ", storage_numel, " elements");
+            st.x->key, "' with ", storage_numel, " elements");
     }
-    Tensor t(st.storage, dtype, Shape(sizes.begin(), sizes.end()), Shape(strides.begin(), strides.end()), offset);
-    return leaf(Value(std::move(t)));
+    NodeP t = make(Node::K::Tensor);
+    t->dtype = dtype;
+    t->x = std::make_unique<NodeExtra>();
+    t->x->base = a[0];
+    t->x->sizes = Shape(sizes.begin(), sizes.end());
+    t->x->strides = Shape(strides.begin(), strides.end());
+    t->x->offset = offset;
+    return t;
   }
 
   NodeP storage_from_pid(const Node& pid) {
-    check(pid.k == Node::K::Tuple, "persistent id is a ", kind(pid), ", not a tuple");
+    check(pid.k == Node::K::Tuple, "invalid persistent id: a ", kind(pid), ", not a tuple");
     const auto& a = pid.items;
-    check(a.size() == 5 || a.size() == 6, "persistent id has ", a.size(), " fields, expected 5 ('storage', type, ",
-          "key, location, numel)");
+    check(a.size() == 5 || a.size() == 6, "invalid persistent id: persistent id has ", a.size(),
+          " fields, expected 5 ('storage', type, key, location, numel)");
     check(a[0]->k == Node::K::Leaf && a[0]->leaf.is_string() && a[0]->leaf.as_string() == "storage",
-          "persistent id does not start with 'storage'");
+          "invalid persistent id: it does not start with 'storage'");
     check(a[1]->k == Node::K::Global && gkind(*a[1]) == G::StorageType,
-          "persistent id storage type is not a torch storage class");
-    check(a[2]->k == Node::K::Leaf && a[2]->leaf.is_string(), "persistent id key is not a str");
-    check(a[3]->k == Node::K::Leaf && a[3]->leaf.is_string(), "persistent id location is not a str");
+          "invalid persistent id: the storage type is a ", kind(*a[1]), ", not a torch storage class");
+    check(a[2]->k == Node::K::Leaf && a[2]->leaf.is_string(), "invalid persistent id: the key is not a str");
+    check(a[3]->k == Node::K::Leaf && a[3]->leaf.is_string(), "invalid persistent id: the location is not a str");
     const std::string& key = a[2]->leaf.as_string();
-    check(!key.empty() && key.size() <= 64 &&
-              std::all_of(key.begin(), key.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }),
-          "invalid storage key '", key.substr(0, 64), "' (must match [0-9A-Za-z_]+)");
-    const int64_t numel = int_of(*a[4], "storage numel");
-    check(numel >= 0, "negative storage numel ", numel);
-    if (a.size() == 6) check(a[5]->k == Node::K::Leaf && a[5]->leaf.is_none(), "legacy storage views are not supported");
+    check_as(!key.empty() && key.size() <= 64 &&
+                 std::all_of(key.begin(), key.end(),
+                             [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }),
+             EK::Unsafe, "invalid storage key '", key.substr(0, 64), "' (must match [0-9A-Za-z_]+)");
+    check(a[4]->k == Node::K::Leaf && a[4]->leaf.is_int(), "invalid persistent id: storage numel must be an int, got ",
+          kind(*a[4]));
+    const int64_t numel = a[4]->leaf.as_int();
+    check(numel >= 0, "invalid persistent id: negative storage numel ", numel);
+    if (a.size() == 6)
+      check_as(a[5]->k == Node::K::Leaf && a[5]->leaf.is_none(), EK::Format, "legacy storage views are not supported");
     const DType dtype = a[1]->dtype;
     if (auto it = storages_.find(key); it != storages_.end()) {
-      check(it->second->dtype == dtype && it->second->numel == numel, "storage '", key,
+      check(it->second->dtype == dtype && it->second->x->numel == numel, "storage '", key,
             "' referenced again with a different dtype or size");
       return it->second;
     }
     int64_t nbytes;
-    check(!__builtin_mul_overflow(numel, element_size(dtype), &nbytes) &&
-              !__builtin_add_overflow(total_bytes_, nbytes, &total_bytes_) &&
-              total_bytes_ <= o_.max_total_tensor_bytes,
-          "storages exceed max_total_tensor_bytes ", o_.max_total_tensor_bytes);
-    check(static_cast<bool>(resolve_), "no storage resolver to load storage '", key, "'");
-    Storage s = resolve_(key, dtype, numel, a[3]->leaf.as_string());
-    check(static_cast<int64_t>(s.nbytes()) == nbytes, "storage '", key, "' has ", s.nbytes(), " bytes, expected ",
-          nbytes, " (", numel, " x ", dtype_name(dtype), ")");
+    check_as(!__builtin_mul_overflow(numel, element_size(dtype), &nbytes) &&
+                 !__builtin_add_overflow(total_bytes_, nbytes, &total_bytes_) &&
+                 total_bytes_ <= o_.max_total_tensor_bytes,
+             EK::Limit, "storage '", key, "' (", numel, " x ", dtype_name(dtype),
+             "): storages exceed max_total_tensor_bytes ", o_.max_total_tensor_bytes);
     NodeP n = make(Node::K::Storage);
-    n->storage = std::move(s);
     n->dtype = dtype;
-    n->numel = numel;
-    n->key = key;
+    n->x = std::make_unique<NodeExtra>();
+    n->x->numel = numel;
+    n->x->key = key;
+    n->x->location = a[3]->leaf.as_string();
     storages_.emplace(key, n);
     return n;
+  }
+
+  // Loads the bytes of a storage node through the resolver (once), after the whole pickle was accepted.
+  const Storage& resolve_storage(Node& st) {
+    if (st.x->resolved) return st.x->storage;
+    check(static_cast<bool>(resolve_), "no storage resolver to load storage '", st.x->key, "'");
+    const int64_t nbytes = st.x->numel * element_size(st.dtype);
+    Storage s = resolve_(st.x->key, st.dtype, st.x->numel, st.x->location);
+    TORCHLET_CHECK(static_cast<int64_t>(s.nbytes()) == nbytes, CorruptFileError, "[unpickle] storage '", st.x->key,
+                   "' has ", s.nbytes(), " bytes, expected ", nbytes, " (", st.x->numel, " x ", dtype_name(st.dtype),
+                   "): storage size mismatch");
+    st.x->storage = std::move(s);
+    st.x->resolved = true;
+    return st.x->storage;
   }
 
   // ---- calls ------------------------------------------------------------------------------------------------
@@ -487,7 +601,7 @@ class Machine {
       case G::RebuildV1: case G::RebuildV2: case G::RebuildV3: return rebuild_tensor(args, g);
       case G::RebuildParam: case G::RebuildParamState: {
         const auto& a = g == G::RebuildParam ? tuple_args(args, 3, 3, f.name) : tuple_args(args, 4, 4, f.name);
-        check(a[0]->k == Node::K::Leaf && a[0]->leaf.is_tensor(), f.name, ": data is not a tensor");
+        check(a[0]->k == Node::K::Tensor, f.name, ": data is not a tensor");
         return a[0];
       }
       case G::RebuildFromType: {
@@ -546,10 +660,10 @@ class Machine {
       }
       default: break;
     }
-    fail("refusing to call global ", f.name, ": torchlet never executes code from a file");
+    fail_as(EK::Unsafe, "refusing to call global ", f.name, ": torchlet never executes code from a file");
   }
   NodeP new_object(const Node& cls) {
-    check(cls.k == Node::K::Global, "NEWOBJ on a ", kind(cls), ", not a class");
+    check_as(cls.k == Node::K::Global, EK::Unsafe, "NEWOBJ on a ", kind(cls), ", not a class");
     const G g = gkind(cls);
     if (g == G::OrderedDict) {
       NodeP d = make(Node::K::Dict);
@@ -557,7 +671,8 @@ class Machine {
       return d;
     }
     if (g == G::Set || g == G::FrozenSet) return make(Node::K::Set);
-    check(g == G::Class, "refusing to instantiate global ", cls.name, ": torchlet never executes code from a file");
+    check_as(g == G::Class, EK::Unsafe, "refusing to instantiate global ", cls.name,
+             ": torchlet never executes code from a file");
     NodeP o = make(Node::K::Object);
     o->name = cls.name;
     return o;
@@ -587,8 +702,8 @@ class Machine {
       }
       return;
     }
-    if (obj.k == Node::K::Leaf && obj.leaf.is_tensor()) return;  // tensor __dict__ / hooks: ignored
-    fail("BUILD on a ", kind(obj), " is not allowed");
+    if (obj.k == Node::K::Tensor) return;  // tensor __dict__ / hooks: ignored
+    fail_as(EK::Unsafe, "BUILD on a ", kind(obj), " is not allowed (disallowed BUILD target)");
   }
   void set_item_obj(Node& o, NodeP k, NodeP v) {
     check(k->k == Node::K::Leaf && k->leaf.is_string(), "object attribute name is not a str");
@@ -601,10 +716,12 @@ class Machine {
     const uint8_t* p = take(n);
     return std::string(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
   }
-  NodeP str_leaf(uint64_t n) {
+  NodeP str_leaf(uint64_t n, bool utf8 = false) {
     check(n <= b_.size() - pos_, "truncated pickle: string of ", n, " bytes runs past the end (", b_.size() - pos_,
           " left)");
-    return leaf(Value(text(n)));
+    std::string s = text(n);
+    check(!utf8 || valid_utf8(s), "string of ", n, " bytes is not valid UTF-8");
+    return leaf(Value(std::move(s)));
   }
   NodeP long_leaf(uint64_t n) {
     const uint8_t* p = take(n);
@@ -627,12 +744,15 @@ class Machine {
       case 0x80: {  // PROTO
         const uint8_t v = *take(1);
         check(op_pos_ == 0, "PROTO not at the start");
-        check(v >= 2 && v <= 5, "unsupported pickle protocol ", int(v), " (2..5 are supported)");
+        check_as(v >= 2 && v <= 5, EK::Format, "unsupported pickle protocol ", int(v), " (2..5 are supported)");
         return nullptr;
       }
       case 0x95: {  // FRAME
+        check(pos_ >= frame_end_, "FRAME before the end of the current frame at offset ", frame_end_,
+              " (frame mismatch)");
         const uint64_t n = le(8);
         check(n <= b_.size() - pos_, "frame of ", n, " bytes runs past the end");
+        frame_end_ = pos_ + static_cast<size_t>(n);
         return nullptr;
       }
       case '.': {
@@ -641,13 +761,17 @@ class Machine {
         return stack_.back();
       }
       case '(':
-        check(marks_.size() < static_cast<size_t>(o_.max_depth), "MARKs nested deeper than max_depth ", o_.max_depth);
+        check_as(marks_.size() < static_cast<size_t>(o_.max_depth), EK::Limit, "MARKs nested deeper than max_depth ",
+                 o_.max_depth);
         marks_.push_back(stack_.size());
         return nullptr;
       case '0': pop(); return nullptr;
       case '1': pop_mark(); return nullptr;
       case '2': push(top()); return nullptr;
-      case 'N': push(leaf(Value())); return nullptr;
+      case 'N':  // one shared node: leaves are never mutated
+        if (!none_) none_ = leaf(Value());
+        push(none_);
+        return nullptr;
       case 0x88: push(leaf(Value(true))); return nullptr;
       case 0x89: push(leaf(Value(false))); return nullptr;
       case 'J': push(leaf(Value(static_cast<int64_t>(static_cast<int32_t>(static_cast<uint32_t>(le(4))))))); return nullptr;
@@ -670,9 +794,9 @@ class Machine {
         push(leaf(Value(d)));
         return nullptr;
       }
-      case 'X': { const uint64_t n = le(4); push(str_leaf(n)); return nullptr; }
-      case 0x8c: { const uint64_t n = le(1); push(str_leaf(n)); return nullptr; }
-      case 0x8d: { const uint64_t n = le(8); push(str_leaf(n)); return nullptr; }
+      case 'X': { const uint64_t n = le(4); push(str_leaf(n, true)); return nullptr; }
+      case 0x8c: { const uint64_t n = le(1); push(str_leaf(n, true)); return nullptr; }
+      case 0x8d: { const uint64_t n = le(8); push(str_leaf(n, true)); return nullptr; }
       case 'U': case 'C': { const uint64_t n = le(1); push(str_leaf(n)); return nullptr; }
       case 'T': case 'B': { const uint64_t n = le(4); push(str_leaf(n)); return nullptr; }
       case 0x8e: { const uint64_t n = le(8); push(str_leaf(n)); return nullptr; }
@@ -745,9 +869,9 @@ class Machine {
       case 0x93: {
         NodeP name = pop();
         NodeP module = pop();
-        check(name->k == Node::K::Leaf && name->leaf.is_string() && module->k == Node::K::Leaf &&
-                  module->leaf.is_string(),
-              "STACK_GLOBAL operands are not strs");
+        check_as(name->k == Node::K::Leaf && name->leaf.is_string() && module->k == Node::K::Leaf &&
+                     module->leaf.is_string(),
+                 EK::Unsafe, "STACK_GLOBAL operands are not strs (disallowed opcode use)");
         push(global(module->leaf.as_string(), name->leaf.as_string()));
         return nullptr;
       }
@@ -768,6 +892,7 @@ class Machine {
         NodeP kwargs = pop();
         NodeP args = pop();
         NodeP cls = pop();
+        check(args->k == Node::K::Tuple && kwargs->k == Node::K::Dict, "NEWOBJ_EX arguments are not (tuple, dict)");
         push(new_object(*cls));
         return nullptr;
       }
@@ -781,12 +906,13 @@ class Machine {
         push(storage_from_pid(*pid));
         return nullptr;
       }
-      case 'P': fail("text persistent ids are not supported");
-      case 'i': case 'o': fail("opcode ", opcode_name(op_), " (instantiates arbitrary classes) is refused");
-      case 0x82: case 0x83: case 0x84: fail("extension registry opcodes are refused");
-      case 0x96: case 0x97: case 0x98: fail("out-of-band buffers are not supported");
+      case 'P': fail_as(EK::Unsafe, "disallowed opcode: text persistent ids are refused");
+      case 'i': case 'o':
+        fail_as(EK::Unsafe, "disallowed opcode ", opcode_name(op_), " (instantiates arbitrary classes) is refused");
+      case 0x82: case 0x83: case 0x84: fail_as(EK::Unsafe, "disallowed opcode: extension registry opcodes are refused");
+      case 0x96: case 0x97: case 0x98: fail_as(EK::Format, "out-of-band buffers are not supported");
       case 'F': case 'I': case 'L': case 'S': case 'V': case 'g': case 'p':
-        fail("protocol-0 text opcode ", opcode_name(op_), " is not supported");
+        fail_as(EK::Unsafe, "disallowed opcode: protocol-0 text opcode ", opcode_name(op_), " is refused");
       default: fail("unknown opcode");
     }
   }
@@ -802,20 +928,26 @@ class Machine {
     std::vector<Frame> frames;
     std::unordered_set<const Node*> on_path;
     size_t built = 0;
+    const size_t expansion_cap = 4096 + o_.max_expansion * arena_.size();
     Value result;
     auto open = [&](const Node* n) -> bool {  // true when n needs a frame; else its value is in `leaf_out`
-      check(++built <= o_.max_nodes, "result has more than max_nodes ", o_.max_nodes, " values");
+      check_as(++built <= o_.max_nodes, EK::Limit, "result has more than max_nodes ", o_.max_nodes, " values");
+      check_as(built <= expansion_cap, EK::Limit, "result would hold more than ", expansion_cap, " values from ",
+               arena_.size(), " pickle objects (memo replay bomb; max_expansion ", o_.max_expansion, ")");
       return n->k == Node::K::List || n->k == Node::K::Tuple || n->k == Node::K::Set || n->k == Node::K::Dict ||
              n->k == Node::K::Object;
     };
     auto scalar = [&](const Node* n) -> Value {
       if (n->k == Node::K::Leaf) return n->leaf;
       if (n->k == Node::K::Global) return Value(n->name);
-      fail("a bare storage '", n->key, "' outside a tensor is not supported");
+      if (n->k == Node::K::Tensor) return tensor_value(const_cast<Node&>(*n));
+      fail_as(EK::Format, "a bare storage '", n->x->key, "' outside a tensor is not supported");
     };
     auto start = [&](const Node* n) {
-      check(frames.size() < static_cast<size_t>(o_.max_depth), "nesting deeper than max_depth ", o_.max_depth);
-      check(on_path.insert(n).second, "recursive (self-containing) structure is not supported");
+      check_as(frames.size() < static_cast<size_t>(o_.max_depth), EK::Limit, "nesting deeper than max_depth ",
+               o_.max_depth);
+      check_as(on_path.insert(n).second, EK::Limit,
+               "recursive (self-containing) structure is not supported (infinitely deep)");
       Frame f{n, Value(), 0, Value()};
       if (n->k == Node::K::List || n->k == Node::K::Set) f.v = Value::list();
       else if (n->k == Node::K::Tuple) f.v = Value::tuple();
@@ -875,15 +1007,26 @@ class Machine {
     return result;
   }
 
+  // The Tensor of a tensor node, viewing its storage (resolved on first use); the same Tensor for every reference.
+  Value tensor_value(Node& t) {
+    if (!t.leaf.is_tensor()) {
+      const Storage& s = resolve_storage(*t.x->base);
+      t.leaf = Value(Tensor(s, t.dtype, t.x->sizes, t.x->strides, t.x->offset));
+    }
+    return t.leaf;
+  }
+
   // Breaks every reference between nodes so that destruction never recurses (even with cycles).
   void teardown() {
     stack_.clear();
     memo_.clear();
+    none_.reset();
     storages_.clear();
     for (auto& n : arena_) {
       n->items.clear();
       n->entries.clear();
       n->attrs.reset();
+      if (n->x) n->x->base.reset();
     }
     arena_.clear();
   }
@@ -891,13 +1034,14 @@ class Machine {
   std::span<const uint8_t> b_;
   const UnpickleOptions& o_;
   StorageResolver resolve_;
-  size_t pos_ = 0, op_pos_ = 0;
+  size_t pos_ = 0, op_pos_ = 0, frame_end_ = 0;
   uint8_t op_ = 0;
   std::vector<NodeP> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, NodeP> memo_;
   std::unordered_map<std::string, NodeP> storages_;
   std::vector<NodeP> arena_;
+  NodeP none_;
   int64_t total_bytes_ = 0;
 };
 
@@ -905,10 +1049,23 @@ class Machine {
 
 /// Interprets a pickle (protocols 2-5) as an inert Value tree without executing anything; `resolve` supplies the
 /// storage of each persistent id, once per key, so tensors sharing a storage are views of one Storage. Raises
-/// IOError "[unpickle] <what> (opcode <NAME> 0x.. at offset N)" on refused globals, corrupt input or limits.
+/// "[unpickle] <what> (opcode <NAME> 0x.. at offset N)" as UnsafeFileError (refused globals, opcodes, BUILD
+/// targets, storage keys), CorruptFileError (corrupt pickle, bad persistent id or view), LimitError (options) or
+/// FormatError (unsupported protocol, dtype or tensor kind). The whole pickle is interpreted and checked before
+/// `resolve` is called for any storage: a refused file never allocates tensor memory.
 inline Value unpickle(std::span<const uint8_t> bytes, const UnpickleOptions& options, StorageResolver resolve) {
   detail::pk::Machine m(bytes, options, std::move(resolve));
   return m.run();
+}
+
+/// Like unpickle(), for a stream of pickles (the legacy torch.save format): interprets the pickle at the start
+/// of `bytes`, stops after its STOP opcode and stores in `consumed` how many bytes it took.
+inline Value unpickle_prefix(std::span<const uint8_t> bytes, const UnpickleOptions& options, StorageResolver resolve,
+                             size_t& consumed) {
+  detail::pk::Machine m(bytes, options, std::move(resolve));
+  Value v = m.run(true);
+  consumed = m.consumed();
+  return v;
 }
 
 /// The attributes BUILD set on a pickled OrderedDict (e.g. `{'_metadata': ...}` of a state_dict), or nullptr.
