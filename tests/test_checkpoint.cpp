@@ -1,6 +1,7 @@
 // Loading checkpoints into models and optimizers (include/torchlet/checkpoint/): StateDict <-> Value with _metadata,
 // load_weights and each of its options, the seed's checkpoint dict and optimizer resume, the architecture registry.
 // Error texts, weights and training results come from real PyTorch 1.13 (tests/fixtures/gen/checkpoint.py).
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -612,4 +613,40 @@ TEST_CASE("files: save_checkpoint / load_checkpoint and save_model / load_model 
     check_equal(back->state_dict().at(k), t);
   }
   CHECK(architecture_of(*back)->name == "test_file_net");
+}
+
+TEST_CASE("files: PyTorch opens torchlet's checkpoint and model files (torch.load weights_only=True)") {
+  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) {
+    MESSAGE("skipped: /usr/bin/python3 cannot import torch");
+    return;
+  }
+  auto net = initial_net();
+  optim::SGD opt(net->parameters(), {.lr = 0.1, .momentum = 0.9});
+  train_steps(*net, opt, 1);
+  TempPath ckpt("interop.pth.tar"), model("interop_model.pth");
+  save_checkpoint(ckpt.path, 1, *net, 0.5, opt);
+  save_model(model.path, *net, {"tiny", Value::dict({{"num_classes", 10}})});
+  const std::string script =
+      "import sys, torch\n"
+      "sys.path.insert(0, '" + std::string(TORCHLET_FIXTURES) + "')\n"
+      "from gen.checkpoint import Net\n"
+      "c = torch.load(sys.argv[1], weights_only=True)\n"
+      "assert list(c.keys()) == ['epoch', 'state_dict', 'best_acc', 'optimizer'], list(c.keys())\n"
+      "assert c['epoch'] == 1 and c['best_acc'] == 0.5\n"
+      "assert c['state_dict']._metadata['bn1'] == {'version': 2}, c['state_dict']._metadata\n"
+      "net = Net(10)\n"
+      "net.load_state_dict(c['state_dict'])\n"
+      "opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)\n"
+      "opt.load_state_dict(c['optimizer'])\n"
+      "assert int(net.bn1.num_batches_tracked) == 1\n"
+      "m = torch.load(sys.argv[2], weights_only=True)\n"
+      "assert m['arch'] == 'tiny' and m['arch_options'] == {'num_classes': 10}\n"
+      "Net(10).load_state_dict(m['state_dict'])\n"
+      "assert torch.equal(m['state_dict']['fc.weight'], c['state_dict']['fc.weight'])\n";
+  TempPath py("interop.py");
+  {
+    std::ofstream f(py.path);
+    f << script;
+  }
+  CHECK(std::system(("/usr/bin/python3 " + py.path + " " + ckpt.path + " " + model.path).c_str()) == 0);
 }

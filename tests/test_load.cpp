@@ -291,17 +291,23 @@ TEST_CASE("big-endian archive: byte-swapped in copy mode, refused zero-copy") {
 }
 
 TEST_CASE("pickled whole models: read inertly, state_dict via io::module_state_dict") {
-  for (const char* name : {"model_net", "model_seq"}) {
+  struct Model {
+    const char* file;
+    const char* expect;
+    const char* cls;
+  };
+  for (const Model& c : {Model{"model_net", "model_net", "gen.checkpoints.Net"},
+                         Model{"model_seq", "model_seq", "torch.nn.modules.container.Sequential"},
+                         Model{"model_seq_legacy", "model_seq", "torch.nn.modules.container.Sequential"}}) {
     for (bool mmap : {false, true}) {
-      CAPTURE(name);
+      CAPTURE(c.file);
       LoadFileOptions opt;
       opt.mmap = mmap;
-      const Value m = load(fx("ck_" + std::string(name) + ".pth"), opt);
-      CHECK(io::pickled_class(m) == (std::string(name) == "model_net" ? "gen.checkpoints.Net"
-                                                                     : "torch.nn.modules.container.Sequential"));
+      const Value m = load(fx("ck_" + std::string(c.file) + ".pth"), opt);
+      CHECK(io::pickled_class(m) == c.cls);
       const Value sd = io::module_state_dict(m);
       // the expectation is model.state_dict(), whose _metadata a module object does not carry
-      const auto exp = load_manifest::read_expected(fx("ck_" + std::string(name) + ".txt"));
+      const auto exp = load_manifest::read_expected(fx("ck_" + std::string(c.expect) + ".txt"));
       const auto got = load_manifest::manifest(sd);
       std::vector<std::string> want;
       for (size_t i = 1; i < exp.lines.size(); ++i)
@@ -327,8 +333,11 @@ TEST_CASE("complex tensors are refused with a clear error") {
 
 TEST_CASE("files that are not checkpoints") {
   SUBCASE("empty file") {
-    const std::string msg = load_error(temp_file("empty", {}));
+    const std::string path = temp_file("empty", {});
+    const std::string msg = load_error(path);
+    std::remove(path.c_str());
     CHECK(has(msg, "empty"));
+    CHECK(has(msg, path));
     CHECK(has(bytes_error({}, "e.pth"), "empty"));
   }
   SUBCASE("Git LFS pointer") {
@@ -369,6 +378,22 @@ TEST_CASE("files that are not checkpoints") {
     CHECK(has(bytes_error(tar, "old.pth"), "legacy tar checkpoints (PyTorch < 0.1.10) are not supported"));
   }
   SUBCASE("a missing file") { CHECK(has(load_error("/nonexistent/x.pth"), "cannot open")); }
+}
+
+TEST_CASE("detect_checkpoint_format tells the kinds apart from the first bytes") {
+  auto head = [](const std::string& file) {
+    auto b = read_bytes(fx(file));
+    b.resize(std::min<size_t>(b.size(), 512));
+    return detect_checkpoint_format(b);
+  };
+  CHECK(head("ck_sgd.pth") == CheckpointFormat::Zip);
+  CHECK(head("ck_sgd_legacy.pth") == CheckpointFormat::Legacy);
+  CHECK(head("ck_dtypes_p4.pth") == CheckpointFormat::Zip);
+  CHECK(head("zip_lfs_pointer.pth") == CheckpointFormat::GitLfsPointer);
+  CHECK(detect_checkpoint_format({}) == CheckpointFormat::Empty);
+  const std::vector<uint8_t> pickle = {0x80, 0x02, 'N', '.'};  // a plain pickle is not a legacy checkpoint
+  CHECK(detect_checkpoint_format(pickle) == CheckpointFormat::Unknown);
+  CHECK(has(bytes_error(pickle, "p.pkl"), "first bytes: 80 02 4e 2e"));
 }
 
 TEST_CASE("inconsistent zip archives") {

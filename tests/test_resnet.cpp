@@ -229,6 +229,35 @@ TEST_CASE("options are checked as torchvision checks them") {
   CHECK(m->get_parameter("layer1.0.conv2.weight").sizes() == Shape{256, 4, 3, 3});
 }
 
+TEST_CASE("norm_layer option and a strict state_dict round trip") {
+  auto custom = models::resnet18({.num_classes = 5, .zero_init_residual = true, .norm_layer = [](int64_t c) {
+    return std::make_shared<nn::BatchNorm2d>(c, nn::BatchNormOptions{.momentum = 0.01});
+  }});
+  auto bn = custom->get_submodule<nn::BatchNorm2d>("layer2.0.downsample.1");
+  REQUIRE(bn->momentum.has_value());
+  CHECK(*bn->momentum == 0.01);
+  CHECK(max(abs(custom->get_parameter("layer1.1.bn2.weight"))).item<float>() == 0.0f);
+  // a norm layer without parameters: no bn keys, zero_init_residual has nothing to zero
+  auto plain = models::resnet18({.zero_init_residual = true, .norm_layer = [](int64_t) {
+    return std::make_shared<nn::Identity>();
+  }});
+  CHECK(plain->state_dict().size() == 62 - 40);  // 62 parameters, 40 of them in norms; no buffers left
+
+  // keys, shapes and metadata are torchvision's, so one model's state_dict loads strictly into another
+  auto a = models::resnet18({.num_classes = 5});
+  fill(*a);
+  auto b = models::resnet18({.num_classes = 5});
+  const auto r = b->load_state_dict(a->state_dict(), /*strict=*/true);
+  CHECK(r.missing_keys.empty());
+  CHECK(r.unexpected_keys.empty());
+  CHECK(a->state_dict().versions->at("layer1.0.bn1") == 2);
+  CHECK(a->state_dict().versions->at("layer1.0") == 1);
+  a->eval();
+  b->eval();
+  autograd::NoGradGuard no_grad;
+  check_close((*b)(image(2)), (*a)(image(2)), 0, 0);
+}
+
 TEST_CASE("resnet18 and resnet50 in float64: running statistics, eval logits, train-step gradients match torchvision") {
   // float64 on both sides: these deep gradients through train-mode BatchNorm over 8 values per channel are
   // ill-conditioned (PyTorch's own float32 and float64 resnet50 conv1 gradients differ by 4%)

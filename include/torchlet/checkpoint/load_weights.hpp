@@ -39,11 +39,11 @@ struct WeightLoadOptions {
   /// 1000-class `fc` into a 10-class model.
   bool skip_shape_mismatch = false;
   /// Applied in order to every key (and to the `_metadata` prefixes) before matching.
-  std::vector<RenameRule> renames;
+  std::vector<RenameRule> renames = {};
   /// Where the state_dict sits in a checkpoint dict ("state_dict", "model", or a dotted path "model.ema"); ""
   /// finds it: the root when it is a state_dict or a pickled module, else the one dict of tensors (or pickled
   /// module) inside; several raise an error listing them.
-  std::string top_level_key;
+  std::string top_level_key = {};
 };
 
 /// A key whose shape in the checkpoint differs from the model's.

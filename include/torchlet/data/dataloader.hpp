@@ -227,16 +227,21 @@ class DataLoader {
             cv.wait(lock, [&] { return stop || queue.size() < cap; });
             if (stop) return;
           }
+          std::exception_ptr failure;
+          std::optional<Batch> b;
           try {
-            Batch b = loader->make_batch(order, epoch, i);
-            std::lock_guard lock(mutex);
-            queue.push_back(std::move(b));
+            b = loader->make_batch(order, epoch, i);
           } catch (...) {
-            std::lock_guard lock(mutex);
-            error = std::current_exception();
+            failure = std::current_exception();
+          }
+          // published after the catch block has ended, so this thread is done with the exception object
+          std::lock_guard lock(mutex);
+          if (failure) {
+            error = std::move(failure);
             cv.notify_all();
             return;
           }
+          queue.push_back(std::move(*b));
           cv.notify_all();
         }
         std::lock_guard lock(mutex);

@@ -34,7 +34,7 @@ inline void check_image(const Tensor& t, const char* op, bool floating) {
   TORCHLET_CHECK(t.is_cpu(), DeviceError, "[", op, "] expected a CPU tensor, got ", t.device());
   if (floating)
     TORCHLET_CHECK(t.dtype() == kFloat32 || t.dtype() == kFloat64, DTypeError, "[", op,
-                   "] expected a float32 or float64 image (use to_float_image first), got ", t.dtype());
+                   "] expected a float32 or float64 image, got ", t.dtype());
 }
 // One axis of bilinear interpolation with align_corners=False, computed as PyTorch's CPU upsample kernel does
 // (in the element type T): source index, the two neighbours and their weights.
@@ -92,9 +92,21 @@ inline Tensor to_float_image(const Tensor& image) {
   return out;
 }
 
-/// Bilinear resize of a float image [..., H, W] to [..., h, w] with align_corners=False and no antialiasing:
+/// Bilinear resize of an image [..., H, W] to [..., h, w] with align_corners=False and no antialiasing:
 /// torch.nn.functional.interpolate(mode='bilinear') and torchvision's Resize on tensors with antialias=False.
+/// float32 / float64 images are interpolated in their dtype (equal to PyTorch's within a few float ulps);
+/// uint8 images in float32, then rounded half to even back to uint8 as torchvision does (a value within an
+/// ulp of .5 may then round one level apart from PyTorch's).
 inline Tensor resize(const Tensor& image, int64_t h, int64_t w) {
+  if (image.defined() && image.dtype() == kUInt8 && image.dim() >= 2) {
+    const Tensor f = resize(image.to(kFloat32), h, w);
+    Tensor out = empty(f.sizes(), kUInt8);
+    const float* s = f.data<float>();
+    uint8_t* d = out.data<uint8_t>();
+    for (int64_t i = 0, n = f.numel(); i < n; ++i)
+      d[i] = static_cast<uint8_t>(std::clamp(std::nearbyint(s[i]), 0.0f, 255.0f));
+    return out;
+  }
   detail::check_image(image, "resize", true);
   TORCHLET_CHECK(h > 0 && w > 0, ValueError, "[resize] expected a positive output size, got ", h, "x", w);
   const int64_t H = image.size(-2), W = image.size(-1);
@@ -128,7 +140,7 @@ inline Tensor resize(const Tensor& image, int64_t h, int64_t w) {
 /// torchvision's Resize(size) with one int: the shorter side becomes `size`, the longer one
 /// int(size * long / short) (truncated), then the bilinear resize above.
 inline Tensor resize(const Tensor& image, int64_t size) {
-  detail::check_image(image, "resize", true);
+  detail::check_image(image, "resize", false);
   TORCHLET_CHECK(size > 0, ValueError, "[resize] expected a positive size, got ", size);
   const int64_t h = image.size(-2), w = image.size(-1);
   TORCHLET_CHECK(h > 0 && w > 0, ShapeError, "[resize] cannot resize an empty image ", shape_str(image.sizes()));

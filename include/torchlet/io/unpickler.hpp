@@ -358,15 +358,13 @@ class Machine {
     check(!stack_.empty(), "stack underflow");
     check_as(idx < o_.max_memo_entries, EK::Limit, "memo index ", idx, " is not below max_memo_entries ",
              o_.max_memo_entries);
-    if (!memo_.count(idx))
-      check_as(memo_.size() < o_.max_memo_entries, EK::Limit, "more than max_memo_entries ", o_.max_memo_entries,
-               " memo entries");
+    if (idx >= memo_.size()) memo_.resize(static_cast<size_t>(idx) + 1);  // indices are dense in real pickles
+    if (!memo_[idx]) ++memo_count_;
     memo_[idx] = stack_.back();
   }
   void get(uint64_t idx) {
-    auto it = memo_.find(idx);
-    check(it != memo_.end(), "memo index ", idx, " was never stored");
-    push(it->second);
+    check(idx < memo_.size() && memo_[static_cast<size_t>(idx)], "memo index ", idx, " was never stored");
+    push(memo_[static_cast<size_t>(idx)]);
   }
 
   // ---- globals ---------------------------------------------------------------------------------------------
@@ -525,6 +523,10 @@ class Machine {
   NodeP storage_from_pid(const Node& pid) {
     check(pid.k == Node::K::Tuple, "invalid persistent id: a ", kind(pid), ", not a tuple");
     const auto& a = pid.items;
+    // legacy torch.save(model): ('module', <class>, source_file, source) stands for a module's class (kept inert)
+    if (a.size() == 4 && a[0]->k == Node::K::Leaf && a[0]->leaf.is_string() && a[0]->leaf.as_string() == "module" &&
+        a[1]->k == Node::K::Global && gkind(*a[1]) == G::Class)
+      return a[1];
     check(a.size() == 5 || a.size() == 6, "invalid persistent id: persistent id has ", a.size(),
           " fields, expected 5 ('storage', type, key, location, numel)");
     check(a[0]->k == Node::K::Leaf && a[0]->leaf.is_string() && a[0]->leaf.as_string() == "storage",
@@ -857,7 +859,7 @@ class Machine {
       }
       case 'q': put(le(1)); return nullptr;
       case 'r': put(le(4)); return nullptr;
-      case 0x94: put(memo_.size()); return nullptr;
+      case 0x94: put(memo_count_); return nullptr;
       case 'h': get(le(1)); return nullptr;
       case 'j': get(le(4)); return nullptr;
       case 'c': {
@@ -1038,7 +1040,8 @@ class Machine {
   uint8_t op_ = 0;
   std::vector<NodeP> stack_;
   std::vector<size_t> marks_;
-  std::unordered_map<uint64_t, NodeP> memo_;
+  std::vector<NodeP> memo_;  // slot i: the object stored at memo index i (null: never stored)
+  size_t memo_count_ = 0;     // slots stored (MEMOIZE's next index)
   std::unordered_map<std::string, NodeP> storages_;
   std::vector<NodeP> arena_;
   NodeP none_;
