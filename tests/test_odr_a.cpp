@@ -1,7 +1,14 @@
-// ODR check: the umbrella header in two translation units linked into one program (see test_odr_b.cpp).
+// ODR check: every umbrella header (torchlet, io, checkpoint, models, data, train) in two translation units linked into one program (see test_odr_b.cpp).
 #include <doctest/doctest.h>
 
+#include "torchlet/checkpoint.hpp"
+#include "torchlet/data.hpp"
+#include "torchlet/io.hpp"
+#include "torchlet/models.hpp"
 #include "torchlet/torchlet.hpp"
+#include "torchlet/train/checkpoint_manager.hpp"
+#include "torchlet/train/metrics_log.hpp"
+#include "torchlet/train/progress.hpp"
 
 torchlet::Tensor odr_make_in_b();
 
