@@ -1,4 +1,5 @@
-// torchlet: inspect, convert and compare checkpoint files (.pth from torch.save, .safetensors).
+// torchlet: inspect, convert and compare checkpoint files (.pth from torch.save, .safetensors); run, check and
+// describe ResNets (model_commands.cpp).
 //
 //   torchlet ls FILE [--json]   every tensor (dotted key, dtype, shape, SHA-256 of its contiguous little-endian
 //                               bytes) and every other leaf value (epoch, best_acc, lr, ...)
@@ -24,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "model_commands.hpp"
 #include "torchlet/io/json.hpp"
 #include "torchlet/io/safetensors.hpp"
 #include "torchlet/io/sha256.hpp"
@@ -45,7 +47,11 @@ using namespace torchlet;
 constexpr const char* kUsage =
     "usage: torchlet ls FILE [--json]\n"
     "       torchlet convert IN OUT      (.pth <-> .safetensors, by OUT's extension)\n"
-    "       torchlet diff A B            (exit 0: identical, 1: different, 2: error)\n";
+    "       torchlet diff A B            (exit 0: identical, 1: different, 2: error)\n"
+    "       torchlet predict --arch ARCH --weights FILE [--num-classes N] [--rename 'REGEX=>REPL']... [--non-strict]\n"
+    "                        --input X.npy --output Y.npy [--device cpu] [--batch-size B]\n"
+    "       torchlet check FILE --arch ARCH [--num-classes N] [--rename 'REGEX=>REPL']...   (exit 0: loads strictly)\n"
+    "       torchlet info --arch ARCH [--num-classes N]\n";
 
 /// Exit with status 2 after printing the usage.
 [[noreturn]] void usage_error(const std::string& why) {
@@ -377,7 +383,10 @@ int main(int argc, char** argv) {
       if (args.size() != 3) usage_error("diff takes A and B");
       return cmd_diff(args[1], args[2]);
     }
+    if (cmd == "predict" || cmd == "check" || cmd == "info") return torchlet::cli::run_model_command(args);
     usage_error("unknown command '" + cmd + "'");
+  } catch (const torchlet::cli::UsageError& e) {
+    usage_error(e.what());
   } catch (const torchlet::Error& e) {
     std::cout.flush();
     std::cerr << "torchlet " << cmd << ": " << e.what() << "\n";

@@ -253,6 +253,12 @@ inline LoadReport load_weights(nn::Module& model, const Value& source, const Wei
   return report;
 }
 
+/// load_weights from an in-memory nn::StateDict (versions included), e.g. to rename keys or skip shape
+/// mismatches on a state_dict you built or converted yourself.
+inline LoadReport load_weights(nn::Module& model, const nn::StateDict& state_dict, const WeightLoadOptions& options = {}) {
+  return load_weights(model, to_value(state_dict), options);
+}
+
 namespace detail {
 /// Appends `title (n): a, b, ...` (at most `limit` items) to `out` when `items` is not empty.
 inline void report_list(std::string& out, const std::string& title, const std::vector<std::string>& items,
