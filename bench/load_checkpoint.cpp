@@ -27,19 +27,21 @@ int64_t proc_status_bytes(const char* field) {
   return -1;
 }
 
-// Sum of the bytes of every distinct tensor in a Value tree, and touches one byte per page so that lazily mapped
-// tensors count as ready.
-void walk(const Value& v, int64_t& bytes, uint64_t& checksum) {
+// Sum of the bytes of every tensor in a Value tree; with `touch`, reads one byte per page (so that lazily mapped
+// tensors are faulted in).
+void walk(const Value& v, int64_t& bytes, uint64_t& checksum, bool touch = false) {
   if (v.is_tensor()) {
     const Tensor& t = v.as_tensor();
     const auto n = static_cast<int64_t>(t.numel() * element_size(t.dtype()));
     bytes += n;
     const auto* p = static_cast<const uint8_t*>(t.data_ptr());
-    for (int64_t i = 0; i < n; i += 4096) checksum += p[i];
+    if (touch) {
+      for (int64_t i = 0; i < n; i += 4096) checksum += p[i];
+    }
   } else if (v.is_sequence()) {
-    for (const Value& x : v.as_list()) walk(x, bytes, checksum);
+    for (const Value& x : v.as_list()) walk(x, bytes, checksum, touch);
   } else if (v.is_dict()) {
-    for (const auto& [k, x] : v.as_dict()) walk(x, bytes, checksum);
+    for (const auto& [k, x] : v.as_dict()) walk(x, bytes, checksum, touch);
   }
 }
 
@@ -63,18 +65,20 @@ int main(int argc, char** argv) {
   options.mmap = mode == "mmap";
 
   try {
-    // the first load, in a fresh process: the memory it adds on top of what was mapped before
-    const int64_t rss_before = proc_status_bytes("VmRSS:");
+    // the first load, in a fresh process: the anonymous memory it adds (file pages of a mapping are the page
+    // cache's, shared, not counted); with --touch every tensor's pages are read once
+    const int64_t rss_before = proc_status_bytes("RssAnon:");
     int64_t tensor_bytes = 0;
     uint64_t checksum = 0;
     double first_ms = 0;
+    int64_t peak_extra = 0;
     {
       const auto t0 = std::chrono::steady_clock::now();
       Value v = load(file, options);
-      walk(v, tensor_bytes, checksum);
+      walk(v, tensor_bytes, checksum, true);
+      peak_extra = proc_status_bytes("RssAnon:") - rss_before;
       first_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
-    const int64_t peak_extra = proc_status_bytes("VmHWM:") - rss_before;
 
     std::vector<double> runs;
     const auto start = std::chrono::steady_clock::now();

@@ -31,11 +31,15 @@ class RenameRule {
   /// Python's re.sub; raises ValueError for an invalid pattern.
   static RenameRule regex(std::string pattern, std::string replacement) {
     RenameRule r(Kind::Regex, std::move(pattern), std::move(replacement));
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
     try {
       r.re_ = std::regex(r.pattern_, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {
       TORCHLET_THROW(ValueError, "[RenameRule] invalid regex \"", r.pattern_, "\": ", e.what());
     }
+#else
+    r.re_ = std::regex(r.pattern_, std::regex::ECMAScript);  // without exceptions an invalid regex aborts
+#endif
     return r;
   }
   /// A rule from text: "REGEX=>REPLACEMENT" (e.g. `^backbone\.(.*)=>$1`); raises ValueError without "=>".

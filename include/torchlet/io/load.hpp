@@ -2,7 +2,8 @@
 /// \file torchlet::load: reads what torch.save wrote (the zip format of PyTorch >= 1.6 and the legacy stream
 /// format) into a Value tree, exactly as the pickle holds it (a state_dict's `_metadata` in `"__attributes__"`).
 ///
-/// Copy mode (default) gives every storage its own memory, read once. Zero-copy mode (`{.mmap = true}`) maps the
+/// Copy mode (default) reads the file once, with one read, into torchlet's own memory, and the storages are slices
+/// of it (deflated, misaligned or byte-swapped records get their own copy). Zero-copy mode (`{.mmap = true}`) maps the
 /// file (private, copy-on-write) and lets tensors borrow its bytes: the mapping lives as long as any tensor uses
 /// it. Entries that cannot be borrowed (deflated, or not aligned to their element size) are copied; big-endian
 /// archives are refused in zero-copy mode and byte-swapped in copy mode (by the element size of each storage's
@@ -23,6 +24,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -30,6 +32,7 @@
 #include "torchlet/core/error.hpp"
 #include "torchlet/io/legacy.hpp"
 #include "torchlet/io/unpickler.hpp"
+#include "torchlet/core/threads.hpp"
 #include "torchlet/io/value.hpp"
 #include "torchlet/io/zip.hpp"
 #include "torchlet/tensor/storage.hpp"
@@ -157,7 +160,7 @@ Value load_with_prefix(const std::string& prefix, F&& f) {
 }
 
 /// Reads a zip checkpoint held by `owner` (file mapping or buffer).
-inline Value load_zip(const std::shared_ptr<const uint8_t>& owner, uint64_t size, const std::string& name,
+inline Value load_zip(const std::shared_ptr<const uint8_t>& owner, bool owned, uint64_t size, const std::string& name,
                       const LoadFileOptions& opt, LoadInfo& info) {
   io::ZipReadOptions zo;
   zo.check_crc = opt.verify_crc;
@@ -207,6 +210,22 @@ inline Value load_zip(const std::shared_ptr<const uint8_t>& owner, uint64_t size
   const std::vector<uint8_t> pickle = zip.read(*pkl);
   std::shared_ptr<void> keep_alive(owner, const_cast<uint8_t*>(owner.get()));
   std::vector<std::string> keys;
+  // Copy mode: one allocation (huge-page backed when large) holds every stored storage record, each at a 64-byte
+  // aligned offset: one page-fault-friendly block instead of hundreds of fresh allocations. Its size is bounded by
+  // the file's (stored records lie inside the file); deflated records get their own memory.
+  std::unordered_map<const io::ZipEntry*, size_t> arena_offsets;
+  std::shared_ptr<void> arena;
+  if (!opt.mmap && !owned) {
+    const std::string prefix = root + "/data/";
+    size_t total = 0;
+    for (const io::ZipEntry& e : zip.entries()) {
+      if (e.method != 0 || e.name.compare(0, prefix.size(), prefix) != 0) continue;
+      arena_offsets.emplace(&e, total);
+      total += static_cast<size_t>((e.uncompressed_size + kStorageAlignment - 1) / kStorageAlignment *
+                                   kStorageAlignment);
+    }
+    if (total > 0) arena = std::make_shared<Storage>(Storage::allocate(total));
+  }
   auto resolve = [&](const std::string& key, DType dtype, int64_t numel, const std::string&) -> Storage {
     const std::string rec = root + "/data/" + key;
     const io::ZipEntry* e = zip.find(rec);
@@ -231,7 +250,15 @@ inline Value load_zip(const std::shared_ptr<const uint8_t>& owner, uint64_t size
       return Storage::borrow(const_cast<uint8_t*>(src), static_cast<size_t>(nbytes), keep_alive);
     }
     ++info.copied_storages;
-    Storage s = Storage::allocate(static_cast<size_t>(nbytes));
+    if (owned && e->method == 0 && aligned && !big) {
+      // the file was read into torchlet's own memory: the storage is a slice of it, no second copy
+      return Storage::part_of(const_cast<uint8_t*>(src), static_cast<size_t>(nbytes), keep_alive);
+    }
+    const auto slot = arena_offsets.find(e);
+    Storage s = slot != arena_offsets.end()
+                    ? Storage::part_of(static_cast<uint8_t*>(static_cast<Storage*>(arena.get())->data()) + slot->second,
+                                       static_cast<size_t>(nbytes), arena)
+                    : Storage::allocate(static_cast<size_t>(nbytes));
     if (e->method == 0) {
       if (nbytes) std::memcpy(s.data(), src, static_cast<size_t>(nbytes));
     } else {
@@ -248,7 +275,7 @@ inline Value load_zip(const std::shared_ptr<const uint8_t>& owner, uint64_t size
 }
 
 /// Dispatches on the format of the bytes held by `owner`.
-inline Value load_bytes(const std::shared_ptr<const uint8_t>& owner, uint64_t size, const std::string& name,
+inline Value load_bytes(const std::shared_ptr<const uint8_t>& owner, bool owned, uint64_t size, const std::string& name,
                         const LoadFileOptions& opt, LoadInfo* info_out) {
   LoadInfo info;
   info.file_data = owner.get();
@@ -256,7 +283,7 @@ inline Value load_bytes(const std::shared_ptr<const uint8_t>& owner, uint64_t si
   const std::span<const uint8_t> bytes(owner.get(), static_cast<size_t>(size));
   Value v;
   switch (detect_checkpoint_format(bytes.first(std::min<size_t>(bytes.size(), 512)))) {
-    case CheckpointFormat::Zip: v = load_zip(owner, size, name, opt, info); break;
+    case CheckpointFormat::Zip: v = load_zip(owner, owned, size, name, opt, info); break;
     case CheckpointFormat::Legacy:
       info.format = "legacy";
       info.version = 1001;
@@ -299,27 +326,46 @@ inline Value load(const std::string& path, const LoadFileOptions& options = {}, 
   const auto size = static_cast<uint64_t>(st.st_size);
   TORCHLET_CHECK(size > 0, CorruptFileError, "[load] ", path,
                  ": the file is empty (0 bytes): not a PyTorch checkpoint (was the save interrupted?)");
-  // Map the file: zero-copy mode keeps it (copy-on-write, so in-place edits of tensors stay private); copy mode
-  // copies each storage out of it once and drops it. If mapping fails, read the file into memory instead.
-  auto map = std::make_shared<detail::LoadMapping>();
-  map->size = static_cast<size_t>(size);
-  map->addr = ::mmap(nullptr, map->size, options.mmap ? PROT_READ | PROT_WRITE : PROT_READ, MAP_PRIVATE, fd, 0);
+  // Copy mode reads the whole file with one read into torchlet's own memory (huge-page backed when large), and the
+  // storages are slices of it: one copy from the page cache, nothing else. Zero-copy mode maps the file lazily
+  // (copy-on-write, so in-place edits of tensors stay private) and tensors borrow the mapping.
   std::shared_ptr<const uint8_t> owner;
-  if (map->addr != MAP_FAILED) {
-    owner = std::shared_ptr<const uint8_t>(map, static_cast<const uint8_t*>(map->addr));
-  } else {
-    auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(size));
-    uint64_t done = 0;
-    while (done < size) {
-      const ssize_t n = ::pread(fd, buf->data() + done, static_cast<size_t>(size - done), static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      TORCHLET_CHECK(n > 0, CorruptFileError, "[load] ", path, ": read failed at offset ", done, ": ",
-                     n < 0 ? std::strerror(errno) : "the file shrank while reading");
-      done += static_cast<uint64_t>(n);
-    }
-    owner = std::shared_ptr<const uint8_t>(buf, buf->data());
+  bool owned = false;
+  if (options.mmap) {
+    auto map = std::make_shared<detail::LoadMapping>();
+    map->size = static_cast<size_t>(size);
+    map->addr = ::mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (map->addr != MAP_FAILED) owner = std::shared_ptr<const uint8_t>(map, static_cast<const uint8_t*>(map->addr));
   }
-  return detail::load_bytes(owner, size, path, options, info);
+  if (!owner) {
+    auto buf = std::make_shared<Storage>(Storage::allocate(static_cast<size_t>(size)));
+    auto* data = static_cast<uint8_t*>(buf->data());
+    // large files are read in parallel chunks: the kernel's copy from the page cache (and its zeroing of fresh
+    // pages) is the whole cost of a copy-mode load, and it scales with the threads
+    constexpr uint64_t kChunk = uint64_t{8} << 20;
+    const auto chunks = static_cast<int64_t>((size + kChunk - 1) / kChunk);
+    std::vector<std::string> errors(static_cast<size_t>(chunks));
+    detail::parallel_for(chunks, chunks > 1, [&](int64_t c) {
+      {
+        uint64_t done = static_cast<uint64_t>(c) * kChunk;
+        const uint64_t stop = std::min(size, done + kChunk);
+        while (done < stop) {
+          const ssize_t n = ::pread(fd, data + done, static_cast<size_t>(stop - done), static_cast<off_t>(done));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) {
+            errors[static_cast<size_t>(c)] = "read failed at offset " + std::to_string(done) + ": " +
+                                             (n < 0 ? std::strerror(errno) : "the file shrank while reading");
+            break;
+          }
+          done += static_cast<uint64_t>(n);
+        }
+      }
+    });
+    for (const auto& e : errors) TORCHLET_CHECK(e.empty(), CorruptFileError, "[load] ", path, ": ", e);
+    owner = std::shared_ptr<const uint8_t>(buf, data);
+    owned = true;
+  }
+  return detail::load_bytes(owner, owned, size, path, options, info);
 }
 
 /// Reads a checkpoint held in memory (`name` is used in errors). With `options.mmap`, tensors borrow the bytes
@@ -329,7 +375,7 @@ inline Value load_from_bytes(std::vector<uint8_t> bytes, const LoadFileOptions& 
   auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
   const uint64_t size = buf->size();
   std::shared_ptr<const uint8_t> owner(buf, buf->data());
-  return detail::load_bytes(owner, size, name, options, info);
+  return detail::load_bytes(owner, false, size, name, options, info);
 }
 
 }  // namespace torchlet
