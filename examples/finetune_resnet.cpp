@@ -65,7 +65,7 @@ model
   --rename 'REGEX=>REPL' rename checkpoint keys before loading (repeatable), e.g. '^module\.=>'
 training
   --source-epochs N      epochs of the source task when no --weights (default 1)
-  --epochs N             epochs training the new head on the frozen backbone (default 3)
+  --epochs N             epochs training the new head on the frozen backbone (default 5)
   --finetune-epochs N    further epochs with layer4 unfrozen at lr/10 (default 1; 0 = none)
   --batch-size N         (default 64)
   --lr X                 learning rate of the head (default 0.05; SGD momentum 0.9, cosine schedule)
@@ -86,7 +86,7 @@ struct Args {
   bool augment = false;
   std::string arch = "resnet18", weights;
   std::vector<std::string> renames;
-  int64_t source_epochs = 1, epochs = 3, finetune_epochs = 1, batch_size = 64;
+  int64_t source_epochs = 1, epochs = 5, finetune_epochs = 1, batch_size = 64;
   double lr = 0.05;
   uint64_t seed = 0;
   bool cache = true;

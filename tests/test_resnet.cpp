@@ -3,6 +3,8 @@
 // resnet18 / resnet50 filled with a closed-form weight formula (the same in both languages): running statistics
 // after train-mode forwards, eval logits, one train step's loss and gradients. Plus the fine-tuning moves
 // (replace fc, freeze the backbone, features for a new head) and BatchNorm folding.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "torchlet/checkpoint/files.hpp"
 #include "torchlet/models.hpp"
 #include "torchlet/nn/freeze.hpp"
 #include "torchlet/ops/loss.hpp"
@@ -396,3 +399,25 @@ TEST_CASE("fold_batchnorm keeps eval logits within 1e-4 and drops the BatchNorms
   }
 }
 }  // TEST_SUITE
+
+TEST_CASE("save_model / load_model rebuild a ResNet from its name and options") {
+  using namespace torchlet;
+  CHECK(has_architecture("resnet18"));
+  CHECK(has_architecture("wide_resnet101_2"));
+  auto built = build_architecture("resnet18", Value::dict({{"num_classes", 7}, {"zero_init_residual", true}}));
+  const std::string path = "/tmp/torchlet_test_resnet_model_" + std::to_string(::getpid()) + ".pth";
+  save_model(path, *built);
+  const Value file = load(path);
+  CHECK(file.at("arch").as_string() == "resnet18");
+  CHECK(file.at("arch_options").at("num_classes").as_int() == 7);
+  auto rebuilt = load_model(path);
+  std::remove(path.c_str());
+  auto* resnet = dynamic_cast<models::ResNet*>(rebuilt.get());
+  REQUIRE(resnet != nullptr);
+  CHECK(resnet->fc_linear()->out_features == 7);
+  const auto a = built->state_dict(), b = rebuilt->state_dict();
+  REQUIRE(a.size() == b.size());
+  for (const auto& [k, t] : a) CHECK(max(abs(t.to(kFloat64) - b.find(k)->to(kFloat64))).item<double>() == 0.0);
+  CHECK_THROWS_WITH_AS(build_architecture("resnet18", Value::dict({{"classes", 7}})),
+                       doctest::Contains("unknown option 'classes'"), ValueError);
+}

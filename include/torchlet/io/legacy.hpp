@@ -6,6 +6,7 @@
 /// the main pickle (persistent ids `('storage', <X>Storage, key, location, numel, view_metadata)`), the pickled
 /// list of storage keys, then for each listed key an int64 little-endian element count and the raw
 /// little-endian bytes. The older tar-based format (PyTorch < 0.1.10) is detected and refused.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -87,8 +88,11 @@ inline Value read_legacy_checkpoint(std::span<const uint8_t> bytes, const std::s
   Value result = next("main pickle", [&](const std::string& key, DType dtype, int64_t numel, const std::string&) {
     Pending p;
     p.element_size = element_size(dtype);
-    claimed += static_cast<uint64_t>(numel) * static_cast<uint64_t>(p.element_size);
-    TORCHLET_CHECK(claimed <= bytes.size() - pos, CorruptFileError, "[load] ", name, ": legacy checkpoint: storage '",
+    const uint64_t left = bytes.size() - pos - std::min<uint64_t>(claimed, bytes.size() - pos);
+    // compared by division so that a huge numel cannot overflow the product
+    const bool fits = numel >= 0 && static_cast<uint64_t>(numel) <= left / static_cast<uint64_t>(p.element_size);
+    if (fits) claimed += static_cast<uint64_t>(numel) * static_cast<uint64_t>(p.element_size);
+    TORCHLET_CHECK(fits, CorruptFileError, "[load] ", name, ": legacy checkpoint: storage '",
                    key, "' of ", numel, " x ", dtype_name(dtype), " does not fit in the ", bytes.size(),
                    "-byte file (corrupt storage size)");
     p.storage = Storage::allocate(static_cast<size_t>(numel * p.element_size));
