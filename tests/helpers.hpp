@@ -8,6 +8,7 @@
 
 #include <functional>
 
+#include "fixture_files.hpp"
 #include "torchlet/autograd/gradcheck.hpp"
 #include "torchlet/io/npy.hpp"
 #include "torchlet/tensor/factory.hpp"
@@ -18,6 +19,7 @@ using namespace torchlet;
 
 /// A fixture written by tests/fixtures/make_fixtures.py.
 inline Tensor fixture(const std::string& name) { return load_npy(std::string(TORCHLET_FIXTURES) + "/" + name + ".npy"); }
+
 
 /// Values of any tensor as doubles (row-major).
 inline std::vector<double> values(const Tensor& t) {

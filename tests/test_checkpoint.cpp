@@ -26,15 +26,9 @@ using namespace torchlet;
 using testing::check_close;
 using testing::check_equal;
 using testing::fixture;
+using testing::text_fixture;
 
 namespace {
-std::string text_fixture(const std::string& name) {
-  std::ifstream f(std::string(TORCHLET_FIXTURES) + "/" + name + ".txt");
-  REQUIRE_MESSAGE(f.good(), "missing fixture ", name);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 /// gen/checkpoint.py's Net: conv1-bn1-relu-pool-flatten-fc.
 struct Net : nn::Module {

@@ -15,21 +15,17 @@
 #include <vector>
 
 #include "interop/load_manifest.hpp"
+#include "fixture_files.hpp"
 #include "torchlet/io/load.hpp"
 #include "torchlet/io/npy.hpp"
 #include "torchlet/tensor/copy.hpp"
 
 using namespace torchlet;
 
+using testing::file_bytes;
+using testing::fixture_path;
+
 namespace {
-
-std::string fx(const std::string& name) { return std::string(TORCHLET_FIXTURES) + "/" + name; }
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE_MESSAGE(f.good(), "missing file ", path);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
 
 /// Writes `bytes` to a fresh file under /tmp and returns its path.
 std::string temp_file(const std::string& tag, const std::vector<uint8_t>& bytes) {
@@ -41,7 +37,7 @@ std::string temp_file(const std::string& tag, const std::vector<uint8_t>& bytes)
 
 /// True when the tensor's bytes (bfloat16 widened to float32, which is exact) equal the .npy's bit for bit.
 void check_bits(const Tensor& actual, const std::string& npy, const std::string& where) {
-  const Tensor expected = load_npy(fx(npy + ".npy"));
+  const Tensor expected = load_npy(fixture_path(npy + ".npy"));
   Tensor a = actual.dtype() == kBFloat16 ? actual.to(kFloat32) : actual;
   REQUIRE_MESSAGE(a.dtype() == expected.dtype(), where, ": dtype ", dtype_name(a.dtype()), " vs expected ",
                   dtype_name(expected.dtype()));
@@ -54,7 +50,7 @@ void check_bits(const Tensor& actual, const std::string& npy, const std::string&
 
 /// Compares a loaded tree with the manifest ck_<expect>.txt and every tensor with its .npy.
 void check_against(const Value& v, const std::string& expect) {
-  const auto exp = load_manifest::read_expected(fx("ck_" + expect + ".txt"));
+  const auto exp = load_manifest::read_expected(fixture_path("ck_" + expect + ".txt"));
   const auto got = load_manifest::manifest(v);
   REQUIRE(!exp.lines.empty());
   const size_t n = std::min(exp.lines.size(), got.lines.size());
@@ -98,7 +94,7 @@ bool has(const std::string& msg, const std::string& part) { return msg.find(part
 std::vector<uint8_t> rebuild_zip(const std::string& src,
                                  const std::function<bool(const std::string&, std::vector<uint8_t>&)>& edit,
                                  const std::vector<std::pair<std::string, std::string>>& extra = {}) {
-  const io::ZipReader r = io::ZipReader::open(fx(src));
+  const io::ZipReader r = io::ZipReader::open(fixture_path(src));
   std::vector<uint8_t> out;
   io::ZipWriter w(out);
   for (const auto& e : r.entries()) {
@@ -135,7 +131,7 @@ TEST_CASE("every PyTorch 1.13 fixture loads bit-exactly in copy mode") {
   for (const Case& c : kCases) {
     CAPTURE(c.file);
     LoadInfo info;
-    const Value v = load(fx("ck_" + std::string(c.file) + ".pth"), {}, &info);
+    const Value v = load(fixture_path("ck_" + std::string(c.file) + ".pth"), {}, &info);
     CHECK(info.format == c.format);
     CHECK(info.borrowed_storages == 0);
     CHECK(info.copied_storages == info.storages);
@@ -151,7 +147,7 @@ TEST_CASE("zero-copy mode borrows the mapped file for stored, aligned records an
     LoadFileOptions opt;
     opt.mmap = true;
     LoadInfo info;
-    const Value v = load(fx("ck_" + std::string(c.file) + ".pth"), opt, &info);
+    const Value v = load(fixture_path("ck_" + std::string(c.file) + ".pth"), opt, &info);
     check_against(v, c.expect);
     CHECK(info.borrowed_storages + info.copied_storages == info.storages);
     if (c.aligned) {
@@ -174,7 +170,7 @@ TEST_CASE("zero-copy mode borrows the mapped file for stored, aligned records an
   LoadFileOptions opt;
   opt.mmap = true;
   LoadInfo info;
-  const Value v = load(fx("ck_sgd_unaligned.pth"), opt, &info);
+  const Value v = load(fixture_path("ck_sgd_unaligned.pth"), opt, &info);
   CHECK(info.copied_storages > 0);
   for (const Tensor& t : tensors_of(v))
     CHECK(reinterpret_cast<uintptr_t>(t.storage().data()) % size_t(t.element_size()) == 0);
@@ -185,7 +181,7 @@ TEST_CASE("zero-copy tensors keep the mapping alive and stay private on write") 
   opt.mmap = true;
   Tensor w;
   {
-    const Value v = load(fx("ck_sgd.pth"), opt);
+    const Value v = load(fixture_path("ck_sgd.pth"), opt);
     w = v.at("state_dict").at("fc.weight").as_tensor();
     CHECK(w.storage().is_borrowed());
   }  // the Value and the loader are gone; `w` alone holds the mapping
@@ -194,12 +190,12 @@ TEST_CASE("zero-copy tensors keep the mapping alive and stay private on write") 
   const float before = w.data<float>()[0];
   w.data<float>()[0] = before + 1.0f;
   CHECK(w.data<float>()[0] == before + 1.0f);
-  const Value again = load(fx("ck_sgd.pth"));
+  const Value again = load(fixture_path("ck_sgd.pth"));
   check_bits(again.at("state_dict").at("fc.weight").as_tensor(), "ck_sgd_7", "fc.weight reloaded");
 }
 
 TEST_CASE("load_from_bytes: copy mode, and zero-copy borrowing the buffer") {
-  const auto bytes = read_bytes(fx("ck_views.pth"));
+  const auto bytes = file_bytes(fixture_path("ck_views.pth"));
   check_against(load_from_bytes(bytes), "views");
   LoadFileOptions opt;
   opt.mmap = true;
@@ -218,7 +214,7 @@ TEST_CASE("shared storages and views stay shared, with PyTorch's offsets and str
       CAPTURE(mmap);
       LoadFileOptions opt;
       opt.mmap = mmap;
-      const Value v = load(fx(file), opt);
+      const Value v = load(fixture_path(file), opt);
       const Tensor& base = v.at("base").as_tensor();
       for (const char* k : {"rows", "col", "t", "flat_tail", "elem", "again"})
         CHECK_MESSAGE(v.at(k).as_tensor().storage().is_same(base.storage()), k);
@@ -241,7 +237,7 @@ TEST_CASE("shared storages and views stay shared, with PyTorch's offsets and str
 
 TEST_CASE("what load() reports: archive folder, version, byte order") {
   LoadInfo info;
-  load(fx("ck_sgd.pth"), {}, &info);
+  load(fixture_path("ck_sgd.pth"), {}, &info);
   CHECK(info.archive == "ck_sgd");
   CHECK(info.version == 3);
   CHECK(info.byteorder == "little");
@@ -259,9 +255,9 @@ TEST_CASE("what load() reports: archive folder, version, byte order") {
   CHECK(info.format_version == 1);
   CHECK(info.storage_alignment == 64);
   CHECK(info.byteorder == "little");
-  load(fx("ck_sgd_folder.pth"), {}, &info);
+  load(fixture_path("ck_sgd_folder.pth"), {}, &info);
   CHECK(info.archive == "my.ckpt");  // torch.save names the folder after the file: my.ckpt.pth -> my.ckpt
-  load(fx("ck_sgd_legacy.pth"), {}, &info);
+  load(fixture_path("ck_sgd_legacy.pth"), {}, &info);
   CHECK(info.format == "legacy");
   CHECK(info.version == 1001);
   CHECK(info.storages == 15);
@@ -269,23 +265,23 @@ TEST_CASE("what load() reports: archive folder, version, byte order") {
 }
 
 TEST_CASE("state_dict metadata stays in __attributes__") {
-  const Value v = load(fx("ck_sgd.pth"));
+  const Value v = load(fixture_path("ck_sgd.pth"));
   const Value* attrs = io::pickled_attributes(v.at("state_dict"));
   REQUIRE(attrs != nullptr);
   CHECK(attrs->at("_metadata").at("bn").at("version").as_int() == 2);
   CHECK(attrs->at("_metadata").at("").at("version").as_int() == 1);
-  const Value dp = load(fx("ck_dp.pth"));
+  const Value dp = load(fixture_path("ck_dp.pth"));
   CHECK(dp.as_dict().entries().front().first.as_string() == "module.conv.weight");
 }
 
 TEST_CASE("big-endian archive: byte-swapped in copy mode, refused zero-copy") {
   LoadInfo info;
-  const Value v = load(fx("ck_sgd_bigendian.pth"), {}, &info);
+  const Value v = load(fixture_path("ck_sgd_bigendian.pth"), {}, &info);
   CHECK(info.byteorder == "big");
   check_against(v, "sgd");
   LoadFileOptions opt;
   opt.mmap = true;
-  const std::string msg = load_error(fx("ck_sgd_bigendian.pth"), opt);
+  const std::string msg = load_error(fixture_path("ck_sgd_bigendian.pth"), opt);
   CHECK(has(msg, "big-endian"));
   CHECK(has(msg, "ck_sgd_bigendian.pth"));
 }
@@ -303,11 +299,11 @@ TEST_CASE("pickled whole models: read inertly, state_dict via io::module_state_d
       CAPTURE(c.file);
       LoadFileOptions opt;
       opt.mmap = mmap;
-      const Value m = load(fx("ck_" + std::string(c.file) + ".pth"), opt);
+      const Value m = load(fixture_path("ck_" + std::string(c.file) + ".pth"), opt);
       CHECK(io::pickled_class(m) == c.cls);
       const Value sd = io::module_state_dict(m);
       // the expectation is model.state_dict(), whose _metadata a module object does not carry
-      const auto exp = load_manifest::read_expected(fx("ck_" + std::string(c.expect) + ".txt"));
+      const auto exp = load_manifest::read_expected(fixture_path("ck_" + std::string(c.expect) + ".txt"));
       const auto got = load_manifest::manifest(sd);
       std::vector<std::string> want;
       for (size_t i = 1; i < exp.lines.size(); ++i)
@@ -322,11 +318,11 @@ TEST_CASE("pickled whole models: read inertly, state_dict via io::module_state_d
 }
 
 TEST_CASE("complex tensors are refused with a clear error") {
-  const std::string msg = load_error(fx("ck_complex.pth"));
+  const std::string msg = load_error(fixture_path("ck_complex.pth"));
   CHECK(has(msg, "complex"));
   CHECK(has(msg, "for key ['state_dict']['z']"));
   CHECK(has(msg, "ck_complex.pth"));
-  CHECK_THROWS_AS(load(fx("ck_complex.pth")), FormatError);
+  CHECK_THROWS_AS(load(fixture_path("ck_complex.pth")), FormatError);
   CHECK(has(msg, "data.pkl"));
   CHECK(msg.find('\n') == std::string::npos);
 }
@@ -341,13 +337,13 @@ TEST_CASE("files that are not checkpoints") {
     CHECK(has(bytes_error({}, "e.pth"), "empty"));
   }
   SUBCASE("Git LFS pointer") {
-    const std::string msg = load_error(fx("zip_lfs_pointer.pth"));
+    const std::string msg = load_error(fixture_path("zip_lfs_pointer.pth"));
     CHECK(has(msg, "Git LFS pointer"));
     CHECK(has(msg, "git lfs pull"));
     CHECK(has(msg, "zip_lfs_pointer.pth"));
   }
   SUBCASE("truncated zip: no end record") {
-    auto b = read_bytes(fx("ck_sgd.pth"));
+    auto b = file_bytes(fixture_path("ck_sgd.pth"));
     b.resize(b.size() / 2);
     const std::string msg = bytes_error(b, "half.pth");
     CHECK_THROWS_AS(load_from_bytes(b), CorruptFileError);
@@ -382,7 +378,7 @@ TEST_CASE("files that are not checkpoints") {
 
 TEST_CASE("detect_checkpoint_format tells the kinds apart from the first bytes") {
   auto head = [](const std::string& file) {
-    auto b = read_bytes(fx(file));
+    auto b = file_bytes(fixture_path(file));
     b.resize(std::min<size_t>(b.size(), 512));
     return detect_checkpoint_format(b);
   };
@@ -451,7 +447,7 @@ TEST_CASE("inconsistent zip archives") {
               "outside the archive folder"));
   }
   SUBCASE("CRC check is optional and catches a flipped bit") {
-    auto b = read_bytes(fx("ck_sgd.pth"));
+    auto b = file_bytes(fixture_path("ck_sgd.pth"));
     const io::ZipReader r = io::ZipReader::from_buffer(b);
     b[size_t(r.entry("ck_sgd/data/7").data_offset) + 5] ^= 0x10;
     CHECK_NOTHROW(load_from_bytes(b));
@@ -464,7 +460,7 @@ TEST_CASE("inconsistent zip archives") {
 }
 
 TEST_CASE("broken legacy streams") {
-  const auto good = read_bytes(fx("ck_sgd_legacy.pth"));
+  const auto good = file_bytes(fixture_path("ck_sgd_legacy.pth"));
   SUBCASE("truncated inside the last storage") {
     auto b = good;
     b.resize(b.size() - 3);

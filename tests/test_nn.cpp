@@ -15,16 +15,9 @@
 using namespace torchlet;
 using testing::check_close;
 using testing::fixture;
+using testing::text_fixture;
 
 namespace {
-/// A text fixture written by gen/nn.py.
-std::string text_fixture(const std::string& name) {
-  std::ifstream f(std::string(TORCHLET_FIXTURES) + "/" + name + ".txt");
-  REQUIRE_MESSAGE(f.good(), "missing fixture ", name);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 std::string shape_text(const Shape& s) {
   std::string out = "[";

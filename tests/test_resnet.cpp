@@ -23,15 +23,9 @@
 using namespace torchlet;
 using testing::check_close;
 using testing::fixture;
+using testing::text_fixture;
 
 namespace {
-std::string text_fixture(const std::string& name) {
-  std::ifstream f(std::string(TORCHLET_FIXTURES) + "/" + name + ".txt");
-  REQUIRE_MESSAGE(f.good(), "missing fixture ", name);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 /// "64,3,7,7" or "scalar", as gen/resnet.py writes shapes.
 std::string shape_text(const Shape& s) {

@@ -16,15 +16,10 @@
 using namespace torchlet;
 using torchlet::io::sha256_hex;
 
+using testing::file_bytes;
+using testing::fixture_path;
+
 namespace {
-
-std::string fixture_path(const std::string& file) { return std::string(TORCHLET_FIXTURES) + "/" + file; }
-
-std::vector<uint8_t> file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE_MESSAGE(f.good(), "cannot open ", path);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
 
 std::string tensor_sha(const Tensor& t) {
   const Tensor c = t.contiguous();

@@ -15,15 +15,10 @@
 using torchlet::IOError;
 using namespace torchlet::io;
 
+using testing::file_bytes;
+using testing::fixture_path;
+
 namespace {
-
-std::string fixture_path(const std::string& file) { return std::string(TORCHLET_FIXTURES) + "/" + file; }
-
-std::vector<uint8_t> file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  REQUIRE_MESSAGE(f.good(), "cannot open ", path);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
 
 /// One line of a zip_*_entries.txt listing written by Python's zipfile.
 struct Listed {
