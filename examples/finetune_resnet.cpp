@@ -50,9 +50,9 @@ constexpr const char* kUsage = R"(usage: finetune_resnet [options]
 Fine-tunes a torchvision ResNet on an image classification dataset, from a PyTorch checkpoint.
 
 data
-  --data SPEC            fashion-mnist[:DIR] (default; Debian package dataset-fashion-mnist),
-                         cifar10:DIR (the binary version's folder), folder:DIR (DIR/train/<class>/*.png|jpg and
-                         DIR/test/<class>/...)
+  --data SPEC            fashion-mnist[:DIR] (default; Debian package dataset-fashion-mnist), or
+                         cifar10:DIR (the binary version's folder). Image folders: data::ImageFolder in your own
+                         program (this job does not take them yet)
   --train-subset N       use N training images (default 6000; 0 = all)
   --test-subset N        use N test images (default 0 = all)
   --image-size N         resize images to NxN (default: the dataset's size; torchvision weights expect 224)
@@ -184,8 +184,8 @@ Split load_split(const std::string& spec) {
     s.mean = {0.4914, 0.4822, 0.4465};
     s.std = {0.2470, 0.2435, 0.2616};
   } else if (kind == "folder") {
-    usage_error("--data folder:DIR is read with data::ImageFolder; this example takes fashion-mnist or cifar10 for "
-                "now (see examples/README)");
+    usage_error("--data folder:DIR is not supported by this job yet (read image folders with data::ImageFolder in "
+                "your own program); use fashion-mnist or cifar10:DIR");
   } else {
     usage_error("unknown --data '" + spec + "' (fashion-mnist[:DIR], cifar10:DIR)");
   }
