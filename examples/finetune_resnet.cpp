@@ -241,7 +241,6 @@ Tensor pooled_features(models::ResNet& model, const data::DataLoader& loader, co
   const int64_t n = loader.dataset().size(), f = model.fc_in_features();
   Tensor out = empty({n, f});
   train::ProgressBar bar(title, n);
-  const auto order = loader.order(0);  // unshuffled loader: dataset order
   int64_t row = 0;
   for (const data::Batch& b : data::DataLoader::Epoch(loader, 0, 0)) {
     Tensor feats = model.avgpool(model.forward_features(b.images)).flatten(1).contiguous();
@@ -250,7 +249,6 @@ Tensor pooled_features(models::ResNet& model, const data::DataLoader& loader, co
     bar.update(feats.size(0), 0.0, 0);
   }
   bar.finish();
-  (void)order;
   return out;
 }
 
@@ -279,6 +277,28 @@ struct PassResult {
   double loss = 0, acc = 0, seconds = 0, images_per_s = 0;
 };
 
+// Ends a pass: its progress line, and the loss, accuracy, time and throughput it recorded.
+PassResult finish(train::ProgressBar& bar) {
+  PassResult r;
+  r.seconds = bar.finish();
+  r.loss = bar.mean_loss();
+  r.acc = bar.accuracy();
+  r.images_per_s = bar.rate();
+  return r;
+}
+
+// Calls f(features, labels) for the batches of cached features in the order and sizes the loader gives for `epoch`.
+template <class F>
+void for_each_cached_batch(const data::DataLoader& loader, const Tensor& features, int64_t epoch, F&& f) {
+  const auto& ds = static_cast<const data::TensorDataset&>(loader.dataset());
+  const auto order = loader.order(epoch);
+  const auto bs = static_cast<size_t>(loader.options().batch_size);
+  for (size_t begin = 0; begin < order.size(); begin += bs) {
+    const size_t end = std::min(order.size(), begin + bs);
+    f(gather_rows(features, order, begin, end), gather_labels(ds, order, begin, end));
+  }
+}
+
 PassResult train_epoch(models::ResNet& model, optim::Optimizer& opt, const data::DataLoader& loader, int64_t epoch,
                        const std::string& title) {
   model.train();
@@ -291,66 +311,42 @@ PassResult train_epoch(models::ResNet& model, optim::Optimizer& opt, const data:
     opt.step();
     bar.update(b.labels.numel(), loss.item<double>(), count_correct(logits.detach(), b.labels));
   }
-  PassResult r;
-  r.seconds = bar.finish();
-  r.loss = bar.mean_loss();
-  r.acc = bar.accuracy();
-  r.images_per_s = bar.rate();
-  return r;
+  return finish(bar);
 }
 
 // A head epoch on cached features, in exactly the order and batches the loader would give.
 PassResult train_head_epoch_cached(models::ResNet& model, optim::Optimizer& opt, const data::DataLoader& loader,
                                    const Tensor& features, int64_t epoch, const std::string& title) {
   model.train();
-  const auto& ds = static_cast<const data::TensorDataset&>(loader.dataset());
-  const auto order = loader.order(epoch);
-  const auto bs = static_cast<size_t>(loader.options().batch_size);
-  train::ProgressBar bar(title, ds.size());
-  for (size_t begin = 0; begin < order.size(); begin += bs) {
-    const size_t end = std::min(order.size(), begin + bs);
-    Tensor x = gather_rows(features, order, begin, end), y = gather_labels(ds, order, begin, end);
+  train::ProgressBar bar(title, loader.dataset().size());
+  for_each_cached_batch(loader, features, epoch, [&](const Tensor& x, const Tensor& y) {
     opt.zero_grad();
     Tensor logits = model.fc(x);
     Tensor loss = cross_entropy(logits, y);
     loss.backward();
     opt.step();
     bar.update(y.numel(), loss.item<double>(), count_correct(logits.detach(), y));
-  }
-  PassResult r;
-  r.seconds = bar.finish();
-  r.loss = bar.mean_loss();
-  r.acc = bar.accuracy();
-  r.images_per_s = bar.rate();
-  return r;
+  });
+  return finish(bar);
 }
 
 PassResult evaluate(models::ResNet& model, const data::DataLoader& loader, const Tensor* cached_features,
                     const std::string& title) {
   autograd::NoGradGuard no_grad;
   model.eval();
-  PassResult r;
   train::ProgressBar bar(title, loader.dataset().size());
   if (cached_features != nullptr) {
-    const auto& ds = static_cast<const data::TensorDataset&>(loader.dataset());
-    const auto order = loader.order(0);
-    const auto bs = static_cast<size_t>(loader.options().batch_size);
-    for (size_t begin = 0; begin < order.size(); begin += bs) {
-      const size_t end = std::min(order.size(), begin + bs);
-      Tensor y = gather_labels(ds, order, begin, end);
-      Tensor logits = model.fc(gather_rows(*cached_features, order, begin, end));
+    for_each_cached_batch(loader, *cached_features, 0, [&](const Tensor& x, const Tensor& y) {
+      Tensor logits = model.fc(x);
       bar.update(y.numel(), cross_entropy(logits, y).item<double>(), count_correct(logits, y));
-    }
+    });
   } else {
     for (const data::Batch& b : data::DataLoader::Epoch(loader, 0, 0)) {
       Tensor logits = model(b.images);
       bar.update(b.labels.numel(), cross_entropy(logits, b.labels).item<double>(), count_correct(logits, b.labels));
     }
   }
-  r.seconds = bar.finish();
-  r.loss = bar.mean_loss();
-  r.acc = bar.accuracy();
-  return r;
+  return finish(bar);
 }
 
 std::string state_dict_sha256(const nn::Module& model) {

@@ -1,5 +1,5 @@
 #pragma once
-// Test helpers for reading fixture files (no tensor code: cheap to include in the io tests).
+// Light test helpers for the io tests (fixture files, error messages; no tensor code: cheap to include).
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -8,6 +8,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "torchlet/core/error.hpp"
 
 namespace testing {
 
@@ -28,6 +30,21 @@ inline std::string text_fixture(const std::string& name) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+/// The one-line message of the torchlet::IOError that `f` throws (fails the test when it throws none, or a
+/// message of several lines).
+template <class F>
+std::string io_error_of(F&& f) {
+  try {
+    f();
+  } catch (const torchlet::IOError& e) {
+    const std::string m = e.what();
+    CHECK(m.find('\n') == std::string::npos);
+    return m;
+  }
+  FAIL("no IOError");
+  return {};
 }
 
 }  // namespace testing

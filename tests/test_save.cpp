@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "fixture_files.hpp"
 #include "torchlet/io/atomic_file.hpp"
 #include "torchlet/io/pickler.hpp"
 #include "torchlet/io/save.hpp"
@@ -28,6 +29,8 @@
 #include "torchlet/tensor/factory.hpp"
 
 using namespace torchlet;
+
+using testing::io_error_of;
 
 namespace {
 
@@ -178,19 +181,6 @@ void remove_tree(const std::string& dir) {
   ::rmdir(dir.c_str());
 }
 
-/// The IOError message of `f` (fails when it does not throw IOError).
-template <class F>
-std::string io_error_of(F&& f) {
-  try {
-    f();
-  } catch (const IOError& e) {
-    const std::string m = e.what();
-    CHECK(m.find('\n') == std::string::npos);
-    return m;
-  }
-  FAIL("no IOError");
-  return {};
-}
 
 }  // namespace
 

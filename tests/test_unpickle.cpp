@@ -56,17 +56,11 @@ std::vector<std::string> keys_of(const Value& d) {
 
 /// The IOError message of unpickling `bytes` (fails the test when it does not throw IOError).
 std::string error_of(const std::vector<uint8_t>& bytes, const io::UnpickleOptions& opt = {}) {
-  try {
+  return testing::io_error_of([&] {
     io::unpickle(bytes, opt, [](const std::string&, DType dtype, int64_t numel, const std::string&) {
       return Storage::allocate(static_cast<size_t>(numel * element_size(dtype)));
     });
-  } catch (const IOError& e) {
-    const std::string m = e.what();
-    CHECK(m.find('\n') == std::string::npos);
-    return m;
-  }
-  FAIL("no IOError");
-  return {};
+  });
 }
 
 std::vector<uint8_t> bytes_of(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }

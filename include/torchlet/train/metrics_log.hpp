@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "torchlet/core/error.hpp"
+#include "torchlet/io/atomic_file.hpp"
 
 namespace torchlet::train {
 
@@ -165,7 +166,8 @@ class MetricsLog {
     return o.str();
   }
 
-  /// Writes `dir/metrics.csv` and `dir/metrics.svg` (each replaced whole via a temporary file and rename).
+  /// Writes `dir/metrics.csv` and `dir/metrics.svg` (each replaced atomically; not fsynced: they are rewritten
+  /// every epoch and can be rebuilt from the checkpoints' epochs).
   void write(const std::string& dir) const {
     write_text(dir + "/metrics.csv", csv());
     write_text(dir + "/metrics.svg", svg());
@@ -178,15 +180,7 @@ class MetricsLog {
     return buf;
   }
   static void write_text(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << text;
-      out.flush();
-      TORCHLET_CHECK(out.good(), IOError, "[metrics] cannot write ", tmp);
-    }
-    TORCHLET_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, IOError, "[metrics] cannot rename ", tmp, " to ",
-                   path);
+    io::write_file_atomic(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, {.durable = false});
   }
 
   std::vector<EpochMetrics> rows_;
