@@ -1,4 +1,5 @@
-// ResNet-18 / ResNet-50 on the CPU: eval-mode inference at batch 1 and 8, a training step (forward, backward, SGD)
+// ResNet-18 / ResNet-50 on the CPU: eval-mode inference at batch 1 and 8 (NCHW; channels-last; channels-last with
+// BatchNorm folded into the convs), a training step (forward, backward, SGD)
 // at batch 16, and a frozen-backbone step (new head, backbone requires_grad=false with BatchNorms in eval mode) at
 // batch 16, at 224x224. bench/compare_resnet.py runs the same work in PyTorch and prints the ratios.
 //
@@ -72,6 +73,23 @@ int main(int argc, char** argv) {
                (void)(*model)(x);
              }, min_time));
     }
+    // channels-last: the model's 4-D weights and the input laid out NHWC; then also with BatchNorm folded
+    model->to(MemoryFormat::ChannelsLast);
+    auto folded = models::resnet(arch);
+    folded->load_state_dict(model->state_dict());
+    models::fold_batchnorm(*folded);
+    folded->to(MemoryFormat::ChannelsLast);
+    for (const auto& [work, net] : {std::pair{"inference_cl", model}, std::pair{"inference_cl_folded", folded}}) {
+      for (int64_t b : {1, 8}) {
+        Tensor x = randn({b, 3, 224, 224}).contiguous(MemoryFormat::ChannelsLast);
+        record(work, b, best_ms([&, net = net] {
+                 autograd::NoGradGuard g;
+                 (void)(*net)(x);
+               }, min_time));
+      }
+    }
+    folded.reset();
+    model->to(MemoryFormat::Contiguous);
     {
       const int64_t b = 16;
       Tensor x = randn({b, 3, 224, 224});

@@ -309,6 +309,13 @@ class Module : public std::enable_shared_from_this<Module> {
     convert_tensors([device](const Tensor& t) { return t.to(device); });
     return *this;
   }
+  /// Lays out every 4-D parameter, gradient and buffer in `format` in place (the same tensors), like
+  /// module.to(memory_format=torch.channels_last): with channels-last weights and input, convolutions run on NHWC
+  /// data without converting it. Values, names and the state_dict are unchanged.
+  Module& to(MemoryFormat format) {
+    convert_tensors([format](const Tensor& t) { return t.dim() == 4 ? t.contiguous(format) : t; });
+    return *this;
+  }
   /// Calls fn on every descendant, then on this module (PyTorch's order), e.g. for a custom initialisation.
   Module& apply(const std::function<void(Module&)>& fn) {
     for (const auto& c : children_) c.module->apply(fn);

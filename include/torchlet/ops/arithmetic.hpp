@@ -52,12 +52,20 @@ inline Broadcast2 broadcast_pair(const char* op, const Tensor& a, const Tensor& 
   return {a.to(compute).expand(shape), b.to(compute).expand(shape), shape};
 }
 
+// The layout of an elementwise result of `shape`: that of the first operand of that very shape (an operand that is
+// broadcast does not decide), as PyTorch's TensorIterator follows its inputs; C order otherwise.
+inline MemoryFormat result_format(const Shape& shape, const Tensor& a, const Tensor& b = Tensor()) {
+  for (const Tensor* t : {&a, &b})
+    if (t->defined() && t->sizes() == shape) return t->suggest_memory_format();
+  return MemoryFormat::Contiguous;
+}
+
 // out = f(a, b) computed in opmath of `compute`; the result has dtype `compute`, or bool when `to_bool`.
 template <class F>
 Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, DType compute, bool to_bool, const F& f) {
   autograd::NoGradGuard untracked;  // callers record the op as a whole
   auto in = broadcast_pair(op, a, b, compute);
-  Tensor out = empty(in.shape, to_bool ? kBool : compute);
+  Tensor out = empty(in.shape, to_bool ? kBool : compute, result_format(in.shape, a, b));
   dispatch_all(compute, op, [&]<class T>() {
     using M = opmath_t<T>;
     if (to_bool) cpu::map_elements<bool, T, T>(out, [&f](T x, T y) { return static_cast<bool>(f(M(x), M(y))); }, in.a, in.b);
@@ -72,7 +80,7 @@ Tensor scalar_op(const char* op, const Tensor& t, const Scalar& s, DType compute
   autograd::NoGradGuard untracked;  // callers record the op as a whole
   check_cpu(t, op);
   const Tensor x = t.to(compute);
-  Tensor out = empty(t.sizes(), to_bool ? kBool : compute);
+  Tensor out = empty(t.sizes(), to_bool ? kBool : compute, result_format(t.sizes(), t));
   dispatch_all(compute, op, [&]<class T>() {
     using M = opmath_t<T>;
     const M v = static_cast<M>(s.to<T>());  // the number is first cast to the result dtype, as PyTorch does
@@ -88,7 +96,7 @@ Tensor unary_op(const char* op, const Tensor& t, DType compute, const F& f) {
   autograd::NoGradGuard untracked;  // callers record the op as a whole
   check_cpu(t, op);
   const Tensor x = t.to(compute);
-  Tensor out = empty(t.sizes(), compute);
+  Tensor out = empty(t.sizes(), compute, result_format(t.sizes(), t));
   dispatch_all(compute, op, [&]<class T>() {
     using M = opmath_t<T>;
     cpu::map_elements<T, T>(out, [&f](T v) { return convert<T>(f(M(v))); }, x);

@@ -6,6 +6,7 @@
 
 #include "torchlet/backend/cpu/conv.hpp"
 #include "torchlet/backend/cpu/conv_backward.hpp"
+#include "torchlet/backend/cpu/conv_nhwc.hpp"
 #include "torchlet/ops/arithmetic.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
@@ -110,6 +111,22 @@ inline Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Te
   const int64_t cout = g.out_channels;
   // float16 / bfloat16 are computed in float32 and rounded back
   const DType compute = conv2d_compute_dtype(dt);
+  if (x4.suggest_memory_format() == MemoryFormat::ChannelsLast) {  // NHWC in, NHWC out
+    const Tensor xc = x4.to(compute).contiguous(MemoryFormat::ChannelsLast);
+    const Tensor wc = weight.to(compute).contiguous(MemoryFormat::ChannelsLast);
+    const Tensor bc = bias.defined() ? bias.to(compute).contiguous() : Tensor();
+    Tensor out = empty({g.batch, cout, g.out_h, g.out_w}, TensorOptions(compute, input.device()),
+                       MemoryFormat::ChannelsLast);
+    auto run = [&]<class T>() {
+      cpu::conv2d_forward_nhwc<T>(g, static_cast<const T*>(xc.data_ptr()), static_cast<const T*>(wc.data_ptr()),
+                                  bc.defined() ? static_cast<const T*>(bc.data_ptr()) : nullptr,
+                                  static_cast<T*>(out.data_ptr()));
+    };
+    if (compute == kFloat32) run.template operator()<float>();
+    else run.template operator()<double>();
+    if (compute != dt) out = out.to(dt).contiguous(MemoryFormat::ChannelsLast);
+    return batched ? out : out.squeeze(0);
+  }
   const Tensor xc = x4.to(compute).contiguous();
   const Tensor wc = weight.to(compute).contiguous();
   const Tensor bc = bias.defined() ? bias.to(compute).contiguous() : Tensor();

@@ -141,7 +141,7 @@ inline std::tuple<Tensor, Tensor, Tensor> batch_norm_with_stats(const Tensor& x,
     scale[c] = w[c] * invstd[c];
     shift[c] = b[c] - mean[c] * scale[c];
   }
-  Tensor out = empty(x.sizes(), t);
+  Tensor out = empty(x.sizes(), t, x.suggest_memory_format());  // a channels-last input gives a channels-last output
   cpu::batch_norm_transform(x3, scale, shift, out.view({N, C, S}));
 
   const DType stat_t = t == kFloat64 ? kFloat64 : kFloat32;

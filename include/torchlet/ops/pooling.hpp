@@ -132,6 +132,8 @@ inline std::pair<Tensor, Tensor> max_pool2d_impl(const Tensor& x, const MaxPool2
     cpu::max_pool2d(as_batched(x), g, out, idx);
   }
   if (track) autograd::record("max_pool2d_with_indices", {x}, {out}, max_pool2d_backward_fn(idx, x.sizes(), x.dtype()));
+  // a channels-last input gives a channels-last output, as in PyTorch (the kernel reads any layout)
+  if (x.suggest_memory_format() == MemoryFormat::ChannelsLast) out = out.contiguous(MemoryFormat::ChannelsLast);
   return {out, idx};
 }
 }  // namespace detail

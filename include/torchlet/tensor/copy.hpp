@@ -102,6 +102,16 @@ inline Tensor Tensor::clone() const {
 
 inline Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
+inline Tensor Tensor::contiguous(MemoryFormat format) const {
+  if (format == MemoryFormat::Contiguous) return contiguous();
+  TORCHLET_CHECK(dim() == 4, ShapeError, "[contiguous] channels_last needs a 4-D [N, C, H, W] tensor, got sizes ",
+                 shape_str(sizes()));
+  if (is_contiguous(format)) return *this;
+  Tensor out = empty(sizes(), TensorOptions(dtype(), device()), format);
+  detail::copy_into(out, *this);
+  return track(out, "contiguous", detail::GradFlow::Cast);
+}
+
 inline Tensor Tensor::to(DType t, bool copy) const {
   if (t == dtype() && !copy) return *this;
   Tensor out = empty(sizes(), TensorOptions(t, device()));

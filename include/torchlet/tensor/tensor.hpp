@@ -23,6 +23,21 @@ namespace autograd {
 class Node;
 }
 
+/// How a 4-D [N, C, H, W] tensor lays out its elements, like torch.memory_format: C order (NCHW), or channels
+/// last (NHWC order in memory, sizes still [N, C, H, W]: strides H*W*C, 1, W*C, C).
+enum class MemoryFormat : uint8_t {
+  Contiguous,    ///< C order (torch.contiguous_format)
+  ChannelsLast,  ///< NHWC in memory (torch.channels_last); 4-D tensors only
+};
+
+/// Strides of a [N, C, H, W] tensor in channels-last order.
+inline Shape channels_last_strides(const Shape& sizes) {
+  TORCHLET_CHECK(sizes.size() == 4, ShapeError, "[channels_last] expected a 4-D [N, C, H, W] shape, got ",
+                 shape_str(sizes));
+  const int64_t C = sizes[1], H = sizes[2], W = sizes[3];
+  return {H * W * C, 1, W * C, C};
+}
+
 namespace detail {
 struct AutogradMeta;  // defined in autograd/meta.hpp; the slot stays empty until a tensor takes part in autograd
 
@@ -143,6 +158,26 @@ class Tensor {
       expected *= sizes()[i];
     }
     return true;
+  }
+
+  /// True when laid out without gaps in `format`'s order (size-1 dims may have any stride); ChannelsLast needs 4 dims.
+  bool is_contiguous(MemoryFormat format) const {
+    if (format == MemoryFormat::Contiguous) return is_contiguous();
+    if (dim() != 4) return false;
+    int64_t expected = 1;
+    for (int64_t d : {1, 3, 2, 0}) {  // innermost first: C, W, H, N
+      if (sizes()[d] == 1) continue;
+      if (sizes()[d] == 0) return true;
+      if (strides()[d] != expected) return false;
+      expected *= sizes()[d];
+    }
+    return true;
+  }
+  /// ChannelsLast for a 4-D tensor laid out channels-last but not in C order, Contiguous otherwise (what an op's
+  /// result should follow, like PyTorch's suggest_memory_format).
+  MemoryFormat suggest_memory_format() const {
+    return dim() == 4 && !is_contiguous() && is_contiguous(MemoryFormat::ChannelsLast) ? MemoryFormat::ChannelsLast
+                                                                                       : MemoryFormat::Contiguous;
   }
 
   /// Address of the first element (after the storage offset).
@@ -410,6 +445,9 @@ class Tensor {
   // ---- copies and conversions (defined in tensor/copy.hpp) ----------------------------------------
   /// This tensor if it is contiguous, otherwise a contiguous copy.
   Tensor contiguous() const;
+  /// This tensor if it is laid out in `format`, otherwise a copy that is (differentiable), like
+  /// t.contiguous(memory_format=...).
+  Tensor contiguous(MemoryFormat format) const;
   /// A contiguous copy with its own storage.
   Tensor clone() const;
   /// This tensor converted to `dtype` (itself when the dtype already matches, unless `copy`).
@@ -483,6 +521,13 @@ inline Tensor empty(const Shape& sizes, TensorOptions options = {}) {
   const int64_t bytes = numel_of(sizes) * element_size(options.dtype);
   return Tensor(Storage::allocate(static_cast<size_t>(bytes), options.device), options.dtype, sizes,
                 contiguous_strides(sizes));
+}
+
+/// A new tensor with uninitialised elements laid out in `format` (ChannelsLast: sizes [N, C, H, W], NHWC memory).
+inline Tensor empty(const Shape& sizes, TensorOptions options, MemoryFormat format) {
+  if (format == MemoryFormat::Contiguous) return empty(sizes, options);
+  const Tensor nhwc = empty(Shape{sizes.at(0), sizes.at(2), sizes.at(3), sizes.at(1)}, options);
+  return Tensor(nhwc.storage(), options.dtype, sizes, channels_last_strides(sizes));
 }
 
 inline Tensor Tensor::track(Tensor out, const char* name, detail::GradFlow flow, detail::ViewReplay replay) const {

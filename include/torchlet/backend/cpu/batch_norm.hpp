@@ -46,7 +46,8 @@ inline void batch_norm_collect_stats(const Tensor& x3, std::vector<double>& mean
 }
 
 /// out3[n, c, s] = x3[n, c, s] * scale[c] + shift[c], computed in the input's opmath type; x3 [N, C, S] has any
-/// strides, out3 is contiguous with x3's shape and dtype.
+/// strides, out3 has x3's shape and dtype and is contiguous, or channels-last ([N, C, S] with channel stride 1,
+/// as a channels-last 4-D tensor viewed so) when x3 is too.
 inline void batch_norm_transform(const Tensor& x3, const std::vector<double>& scale, const std::vector<double>& shift,
                                  const Tensor& out3) {
   const int64_t N = x3.size(0), C = x3.size(1), S = x3.size(2);
@@ -56,6 +57,17 @@ inline void batch_norm_transform(const Tensor& x3, const std::vector<double>& sc
     using acc = torchlet::detail::opmath_t<T>;
     const T* in = static_cast<const T*>(x3.data_ptr());
     T* o = static_cast<T*>(out3.data_ptr());
+    if (C > 1 && S > 1 && sC == 1 && out3.stride(1) == 1) {  // channels last: rows of C channels per (n, s)
+      std::vector<acc> a(static_cast<size_t>(C)), b(static_cast<size_t>(C));
+      for (size_t c = 0; c < a.size(); ++c) a[c] = static_cast<acc>(scale[c]), b[c] = static_cast<acc>(shift[c]);
+      const int64_t oN = out3.stride(0), oS = out3.stride(2);
+      torchlet::detail::parallel_for_work(N * S, C, [&](int64_t r) {
+        const T* src = in + (r / S) * sN + (r % S) * sS;
+        T* dst = o + (r / S) * oN + (r % S) * oS;
+        for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<T>(static_cast<acc>(src[c]) * a[c] + b[c]);
+      });
+      return;
+    }
     torchlet::detail::parallel_for_work(N * C, S, [&](int64_t p) {
       const int64_t n = p / C, c = p % C;
       const acc a = static_cast<acc>(scale[static_cast<size_t>(c)]);
