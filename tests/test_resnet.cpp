@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "formula_weights.hpp"
 #include "helpers.hpp"
 #include "torchlet/checkpoint/files.hpp"
 #include "torchlet/models.hpp"
@@ -38,54 +39,14 @@ std::string shape_text(const Shape& s) {
   return out;
 }
 
-/// The formula of gen/resnet.py: u in [-1, 1) for flat index i of tensor k (exact in float32).
-double formula_u(uint64_t k, uint64_t i) {
-  uint64_t z = (k << 32) + i + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z = z ^ (z >> 31);
-  return static_cast<double>(static_cast<int64_t>(z >> 40) - (int64_t{1} << 23)) / static_cast<double>(1 << 23);
-}
-
-/// Fills every parameter with gen/resnet.py's formula (buffers stay as constructed: mean 0, var 1).
-void fill(nn::Module& model) {
-  autograd::NoGradGuard no_grad;
-  uint64_t k = 0;
-  for (auto& [name, p] : model.named_parameters()) {
-    const int64_t n = p.numel();
-    Tensor v = empty(p.sizes(), kFloat32);
-    float* d = v.data<float>();
-    const bool is_weight = name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const double u = formula_u(k, static_cast<uint64_t>(i));
-      double x;
-      if (p.dim() >= 2)
-        x = u * std::sqrt(6.0 / static_cast<double>(n / p.size(0)));
-      else
-        x = is_weight ? 1.0 + 0.25 * u : 0.1 * u;
-      d[i] = static_cast<float>(x);
-    }
-    Tensor(p).copy_(v);
-    ++k;
-  }
-}
-
-/// Input batch j of gen/resnet.py: [2, 3, 64, 64].
-Tensor image(uint64_t j) {
-  Tensor v = empty({2, 3, 64, 64}, kFloat32);
-  float* d = v.data<float>();
-  for (int64_t i = 0; i < v.numel(); ++i) d[i] = static_cast<float>(formula_u(1000 + j, static_cast<uint64_t>(i)));
-  return v;
-}
-
 /// A model with the formula's weights in `dtype` after gen/resnet.py's three train-mode forwards.
 std::shared_ptr<models::ResNet> prepared(const std::string& arch, DType dtype = kFloat64) {
   auto model = models::resnet(arch, {.num_classes = 10});
-  fill(*model);
+  testing::fill_formula(*model);
   model->to(dtype);
   model->train();
   autograd::NoGradGuard no_grad;
-  for (uint64_t j = 0; j < 3; ++j) (*model)(image(j).to(dtype));
+  for (uint64_t j = 0; j < 3; ++j) (*model)(testing::formula_image(j).to(dtype));
   return model;
 }
 
@@ -159,7 +120,7 @@ TEST_CASE("printed form equals torchvision's") {
   // output stride 8: a 64x64 image gives an 8x8 map
   autograd::NoGradGuard no_grad;
   dilated->eval();
-  CHECK(dilated->forward_features(image(0)).sizes() == Shape{2, 2048, 8, 8});
+  CHECK(dilated->forward_features(testing::formula_image(0)).sizes() == Shape{2, 2048, 8, 8});
 }
 
 TEST_CASE("initialisation follows torchvision: kaiming_normal_ fan_out for convs, BN 1/0, fc Linear default") {
@@ -242,7 +203,7 @@ TEST_CASE("norm_layer option and a strict state_dict round trip") {
 
   // keys, shapes and metadata are torchvision's, so one model's state_dict loads strictly into another
   auto a = models::resnet18({.num_classes = 5});
-  fill(*a);
+  testing::fill_formula(*a);
   auto b = models::resnet18({.num_classes = 5});
   const auto r = b->load_state_dict(a->state_dict(), /*strict=*/true);
   CHECK(r.missing_keys.empty());
@@ -252,7 +213,7 @@ TEST_CASE("norm_layer option and a strict state_dict round trip") {
   a->eval();
   b->eval();
   autograd::NoGradGuard no_grad;
-  check_close((*b)(image(2)), (*a)(image(2)), 0, 0);
+  check_close((*b)(testing::formula_image(2)), (*a)(testing::formula_image(2)), 0, 0);
 }
 
 TEST_CASE("resnet18 and resnet50 in float64: running statistics, eval logits, train-step gradients match torchvision") {
@@ -268,7 +229,7 @@ TEST_CASE("resnet18 and resnet50 in float64: running statistics, eval logits, tr
       check_close_scaled(model->get_buffer(bn + ".running_var"), fixture(base + "_rv"), 1e-7);
       CHECK(model->get_buffer(bn + ".num_batches_tracked").item<int64_t>() == 3);
     }
-    const Tensor x = image(3).to(kFloat64);
+    const Tensor x = testing::formula_image(3).to(kFloat64);
     model->eval();
     {
       autograd::NoGradGuard no_grad;
@@ -303,7 +264,7 @@ TEST_CASE("resnet18 and resnet50 in float32: eval logits match torchvision's flo
     auto model = prepared(arch, kFloat32);
     model->eval();
     autograd::NoGradGuard no_grad;
-    const Tensor logits = (*model)(image(3));
+    const Tensor logits = (*model)(testing::formula_image(3));
     CHECK(logits.dtype() == kFloat32);
     check_close_scaled(logits, fixture("rn_" + arch + "_eval_logits_f32"), 1e-4);
   }
@@ -326,7 +287,7 @@ TEST_CASE("replace fc, freeze the backbone: only the head trains and frozen Batc
   CHECK_FALSE(model->bn1->is_training());
   CHECK_FALSE(model->get_submodule("layer3.1.bn2")->is_training());
   const Tensor rm = model->get_buffer("layer2.0.bn1.running_mean").clone();
-  const Tensor loss = cross_entropy((*model)(image(0)), tensor<int64_t>({1, 2}));
+  const Tensor loss = cross_entropy((*model)(testing::formula_image(0)), tensor<int64_t>({1, 2}));
   loss.backward();
   check_close(model->get_buffer("layer2.0.bn1.running_mean"), rm, 0, 0);
   CHECK(model->get_buffer("bn1.num_batches_tracked").item<int64_t>() == 0);
@@ -341,7 +302,7 @@ TEST_CASE("replace fc, freeze the backbone: only the head trains and frozen Batc
   other->train();
   {
     autograd::NoGradGuard no_grad;
-    (*other)(image(0));
+    (*other)(testing::formula_image(0));
   }
   CHECK(other->get_buffer("bn1.num_batches_tracked").item<int64_t>() == 1);
   CHECK(nn::trainable_parameters(*other).size() == 2);
@@ -357,7 +318,7 @@ TEST_CASE("features() shares the backbone for a new head (the seed's Net with 1x
     Tensor forward(const Tensor& x) override { return mean(classify(relu(reduce(backbone(x)))), {2, 3}); }
   };
   auto base = models::resnet18();
-  fill(*base);
+  testing::fill_formula(*base);
   auto net = std::make_shared<Net>(base);
   const auto sd = net->state_dict();
   CHECK(sd.begin()->first == "backbone.conv1.weight");
@@ -368,7 +329,7 @@ TEST_CASE("features() shares the backbone for a new head (the seed's Net with 1x
   net->eval();
   base->eval();
   autograd::NoGradGuard no_grad;
-  const Tensor x = image(1);
+  const Tensor x = testing::formula_image(1);
   CHECK((*net)(x).sizes() == Shape{2, 3});
   check_close(net->backbone(x), base->forward_features(x), 0, 0);
   CHECK(base->forward_features(x).sizes() == Shape{2, 512, 2, 2});
@@ -380,14 +341,14 @@ TEST_CASE("fold_batchnorm keeps eval logits within 1e-4 and drops the BatchNorms
     auto model = prepared(arch, kFloat32);
     model->eval();
     autograd::NoGradGuard no_grad;
-    const Tensor before = (*model)(image(3));
+    const Tensor before = (*model)(testing::formula_image(3));
     const int folded = models::fold_batchnorm(*model);
     CHECK(folded == (arch == "resnet18" ? 20 : 53));
     const auto sd = model->state_dict();
     CHECK(sd.find("bn1.weight") == nullptr);
     CHECK(sd.find("conv1.bias") != nullptr);
     CHECK(sd.find("layer2.0.downsample.0.bias") != nullptr);
-    const Tensor after = (*model)(image(3));
+    const Tensor after = (*model)(testing::formula_image(3));
     check_close_scaled(after, before, 1e-4);
     check_close_scaled(after, fixture("rn_" + arch + "_eval_logits_f32"), 1e-4);
   }

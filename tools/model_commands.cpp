@@ -1,4 +1,5 @@
-// The `torchlet` tool's model commands: predict, check and info for the torchvision ResNet family.
+// The `torchlet` tool's model commands: predict, check and info for every architecture of the registry
+// (models::model_names(): the ResNets, alexnet, the VGGs, the SqueezeNets).
 //
 //   torchlet predict --arch ARCH --weights FILE [--num-classes N] [--rename 'REGEX=>REPL']... [--non-strict]
 //                    --input X.npy --output Y.npy [--device cpu|cuda] [--batch-size B]
@@ -15,6 +16,7 @@
 #include "torchlet/io/load.hpp"
 #include "torchlet/io/npy.hpp"
 #include "torchlet/models.hpp"
+#include "torchlet/nn/flatten.hpp"
 #include "torchlet/ops/join.hpp"
 
 namespace torchlet::cli {
@@ -60,14 +62,15 @@ ModelArgs parse(const std::vector<std::string>& args, bool takes_file) {
   }
   if (a.arch.empty()) throw UsageError("--arch is required (one of: " + [] {
     std::string names;
-    for (const auto& n : models::resnet_names()) names += (names.empty() ? "" : ", ") + n;
+    for (const auto& n : architecture_names()) names += (names.empty() ? "" : ", ") + n;
     return names;
   }() + ")");
   return a;
 }
 
-std::shared_ptr<models::ResNet> build(const ModelArgs& a) {
-  return models::resnet(a.arch, {.num_classes = a.num_classes});
+// The registered architecture `a.arch` with `a.num_classes` outputs (ValueError naming the choices when unknown).
+std::shared_ptr<nn::Module> build(const ModelArgs& a) {
+  return build_architecture(a.arch, Value::dict({{"num_classes", a.num_classes}}));
 }
 
 std::string shape_of(const Tensor& t) {
@@ -76,38 +79,77 @@ std::string shape_of(const Tensor& t) {
   return s + "]";
 }
 
-// Output size of a conv/pool window along one axis.
-int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
-
-// Multiply-adds of `conv` on an input of h x w; updates h and w to its output size.
-int64_t conv_macs(const nn::Conv2d& c, int64_t& h, int64_t& w) {
-  h = window_out(h, c.kernel_size.h, c.stride.h, c.padding.h, c.dilation.h);
-  w = window_out(w, c.kernel_size.w, c.stride.w, c.padding.w, c.dilation.w);
-  return c.out_channels * h * w * (c.in_channels / c.groups) * c.kernel_size.h * c.kernel_size.w;
+// Output size of a conv/pool window along one axis (PyTorch's formula; with ceil_mode the last window must start
+// inside the input or its left padding).
+int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode = false) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  if (ceil_mode && (out - 1) * s >= in + p) --out;
+  return out;
 }
 
-// Multiply-adds of convolutions and the fc layer for one image of size x size (what torchvision's model cards count).
-int64_t resnet_macs(const models::ResNet& m, int64_t size) {
-  int64_t h = size, w = size;
-  int64_t macs = conv_macs(*m.conv1, h, w);
-  h = window_out(h, 3, 2, 1, 1), w = window_out(w, 3, 2, 1, 1);  // maxpool
-  for (const auto* layer : {m.layer1.get(), m.layer2.get(), m.layer3.get(), m.layer4.get()}) {
-    for (const auto& [name, block] : layer->named_children()) {
-      int64_t bh = h, bw = w;
-      for (const char* conv : {"conv1", "conv2", "conv3"}) {
-        if (block->has_module(conv)) macs += conv_macs(*block->get_submodule<nn::Conv2d>(conv), bh, bw);
-      }
-      if (block->has_module("downsample")) {
-        int64_t dh = h, dw = w;
-        for (const auto& [n, mod] : block->get_submodule("downsample")->named_children()) {
-          if (auto c = std::dynamic_pointer_cast<nn::Conv2d>(mod)) macs += conv_macs(*c, dh, dw);
-        }
-      }
-      h = bh, w = bw;
+// The activation a shape walk carries: channels (or features, after a Linear) and spatial size.
+struct ActShape {
+  int64_t c, h, w;
+};
+
+// Multiply-adds of `m` on an input of shape `s` (what torchvision's model cards count: convolutions and Linear
+// layers); updates `s` to its output shape. Walks the children in registration order, which is the order of the
+// forward pass for every registered model, with two exceptions: a ResNet block's `downsample` branch runs on the
+// block's input, and a Fire module's two expands both read the squeeze output and are concatenated.
+int64_t walk_macs(const nn::Module& m, ActShape& s) {
+  if (const auto* c = dynamic_cast<const nn::Conv2d*>(&m)) {
+    s.h = window_out(s.h, c->kernel_size.h, c->stride.h, c->padding.h, c->dilation.h);
+    s.w = window_out(s.w, c->kernel_size.w, c->stride.w, c->padding.w, c->dilation.w);
+    s.c = c->out_channels;
+    return c->out_channels * s.h * s.w * (c->in_channels / c->groups) * c->kernel_size.h * c->kernel_size.w;
+  }
+  if (const auto* l = dynamic_cast<const nn::Linear*>(&m)) {
+    s = {l->out_features, 1, 1};
+    return l->in_features * l->out_features;
+  }
+  if (const auto* p = dynamic_cast<const nn::MaxPool2d*>(&m)) {
+    s.h = window_out(s.h, p->kernel_size.h, p->stride.h, p->padding.h, p->dilation.h, p->ceil_mode);
+    s.w = window_out(s.w, p->kernel_size.w, p->stride.w, p->padding.w, p->dilation.w, p->ceil_mode);
+    return 0;
+  }
+  if (const auto* p = dynamic_cast<const nn::AvgPool2d*>(&m)) {
+    s.h = window_out(s.h, p->kernel_size.h, p->stride.h, p->padding.h, 1, p->ceil_mode);
+    s.w = window_out(s.w, p->kernel_size.w, p->stride.w, p->padding.w, 1, p->ceil_mode);
+    return 0;
+  }
+  if (const auto* p = dynamic_cast<const nn::AdaptiveAvgPool2d*>(&m)) {
+    s.h = p->output_size.h, s.w = p->output_size.w;
+    return 0;
+  }
+  if (dynamic_cast<const nn::Flatten*>(&m)) {
+    s = {s.c * s.h * s.w, 1, 1};
+    return 0;
+  }
+  if (const auto* f = dynamic_cast<const models::Fire*>(&m)) {
+    int64_t macs = walk_macs(*f->squeeze, s);
+    ActShape e1 = s, e3 = s;
+    macs += walk_macs(*f->expand1x1, e1) + walk_macs(*f->expand3x3, e3);
+    s = {e1.c + e3.c, e1.h, e1.w};
+    return macs;
+  }
+  const ActShape input = s;
+  int64_t macs = 0;
+  for (const auto& [name, child] : m.named_children()) {
+    if (name == "downsample") {
+      ActShape branch = input;
+      macs += walk_macs(*child, branch);
+    } else {
+      macs += walk_macs(*child, s);
     }
   }
-  if (const auto* fc = dynamic_cast<const nn::Linear*>(m.fc.get())) macs += fc->in_features * fc->out_features;
   return macs;
+}
+
+// Multiply-adds of one 3 x size x size image through `model`.
+int64_t model_macs(const nn::Module& model, int64_t size) {
+  ActShape s{3, size, size};
+  return walk_macs(model, s);
 }
 
 int cmd_info(const ModelArgs& a) {
@@ -115,7 +157,7 @@ int cmd_info(const ModelArgs& a) {
   int64_t params = 0;
   for (const auto& [k, p] : model->named_parameters()) params += p.numel();
   std::printf("%s: %lld parameters, %.3f G multiply-adds at 224x224 (convolutions and fc)\n", a.arch.c_str(),
-              static_cast<long long>(params), static_cast<double>(resnet_macs(*model, 224)) / 1e9);
+              static_cast<long long>(params), static_cast<double>(model_macs(*model, 224)) / 1e9);
   const auto sd = model->state_dict();
   std::printf("state_dict: %zu entries\n", sd.size());
   for (const auto& [k, t] : sd) std::printf("%s %s %s\n", k.c_str(), shape_of(t).c_str(), std::string(dtype_name(t.dtype())).c_str());
@@ -142,7 +184,7 @@ int cmd_predict(const ModelArgs& a) {
     throw UsageError("predict needs --weights, --input and --output");
   }
   if (a.device != "cpu") {
-    throw Error("[predict] --device " + a.device + ": this build has no CUDA backend for ResNet yet; use --device cpu");
+    throw Error("[predict] --device " + a.device + ": this build has no CUDA backend for the models yet; use --device cpu");
   }
   auto model = build(a);
   WeightLoadOptions o;

@@ -25,6 +25,33 @@ np.save(d + "/x.npy", x.numpy())
 with torch.no_grad():
     np.save(d + "/ref.npy", m(x).numpy())
 open(d + "/params.txt", "w").write("%d\n" % sum(p.numel() for p in torchvision.models.resnet50().parameters()))
+
+# the classics: squeezenet1_1 weights and logits; parameter counts and multiply-adds at 224x224 counted by forward
+# hooks on torchvision's own Conv2d and Linear layers (an independent count of what `info` prints)
+sq = torchvision.models.squeezenet1_1(num_classes=10).eval()
+torch.save(sq.state_dict(), d + "/sq.pth")
+xs = torch.randn(3, 3, 80, 96)
+np.save(d + "/xs.npy", xs.numpy())
+with torch.no_grad():
+    np.save(d + "/ref_sq.npy", sq(xs).numpy())
+def macs(model):
+    total = [0]
+    def hook(m, inputs, out):
+        if isinstance(m, torch.nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total[0] += m.in_features * m.out_features
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 224, 224))
+    return total[0]
+with open(d + "/classics.txt", "w") as f:
+    for arch in ["vgg16", "alexnet", "squeezenet1_0"]:
+        m = getattr(torchvision.models, arch)()
+        f.write("%s: %d parameters, %.3f G multiply-adds\n" % (arch, sum(p.numel() for p in m.parameters()), macs(m) / 1e9))
+        del m
 PY
 
 echo "== predict: logits equal torchvision's"
@@ -60,6 +87,25 @@ echo "== info: parameter count and multiply-adds"
 head -1 "$work/info"
 grep -q "^resnet50: $(cat "$work/params.txt") parameters, 4.089 G multiply-adds" "$work/info" || fail "info numbers"
 [ "$(grep -c ' float32$\| int64$' "$work/info")" -eq 320 ] || fail "info should list 320 state_dict entries"
+
+echo "== classics: predict with squeezenet1_1, info numbers of vgg16, alexnet, squeezenet1_0"
+"$tool" predict --arch squeezenet1_1 --num-classes 10 --weights "$work/sq.pth" --input "$work/xs.npy" --output "$work/ys.npy"
+"$py" -c "
+import numpy as np, sys
+a, b = np.load('$work/ys.npy'), np.load('$work/ref_sq.npy')
+assert a.shape == (3, 10) and a.dtype == np.float32, (a.shape, a.dtype)
+err = float(np.abs(a - b).max() / np.abs(b).max())
+print('max relative difference', err)
+sys.exit(0 if err < 1e-4 else 1)" || fail "squeezenet1_1 predict logits differ"
+grep -q "^vgg16: 138357544 parameters" "$work/classics.txt" || fail "torchvision's vgg16 count changed"
+while read -r line; do
+  arch=${line%%:*}
+  "$tool" info --arch "$arch" >"$work/info_$arch"
+  head -1 "$work/info_$arch"
+  grep -qF "$line" "$work/info_$arch" || fail "info --arch $arch: expected '$line'"
+done <"$work/classics.txt"
+[ "$(grep -c ' float32$\| int64$' "$work/info_vgg16")" -eq 32 ] || fail "info should list 32 vgg16 state_dict entries"
+"$tool" check "$work/sq.pth" --arch squeezenet1_1 --num-classes 10 | grep -q "a strict load succeeds" || fail "check squeezenet1_1"
 
 echo "== usage errors exit 2"
 status=0; "$tool" info >/dev/null 2>&1 || status=$?; [ $status -eq 2 ] || fail "info without --arch: exit $status"
