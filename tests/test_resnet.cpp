@@ -15,6 +15,7 @@
 
 #include "formula_weights.hpp"
 #include "helpers.hpp"
+#include "model_checks.hpp"
 #include "torchlet/checkpoint/files.hpp"
 #include "torchlet/models.hpp"
 #include "torchlet/nn/freeze.hpp"
@@ -25,19 +26,9 @@ using namespace torchlet;
 using testing::check_close;
 using testing::fixture;
 using testing::text_fixture;
+using namespace testing::model_checks;
 
 namespace {
-
-/// "64,3,7,7" or "scalar", as gen/resnet.py writes shapes.
-std::string shape_text(const Shape& s) {
-  if (s.empty()) return "scalar";
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(s[i]);
-  }
-  return out;
-}
 
 /// A model with the formula's weights in `dtype` after gen/resnet.py's three train-mode forwards.
 std::shared_ptr<models::ResNet> prepared(const std::string& arch, DType dtype = kFloat64) {
@@ -50,34 +41,6 @@ std::shared_ptr<models::ResNet> prepared(const std::string& arch, DType dtype = 
   return model;
 }
 
-/// |a - b| <= rtol * max|b| elementwise: a tolerance relative to the tensor's scale.
-void check_close_scaled(const Tensor& actual, const Tensor& expected, double rtol) {
-  const double scale = max(abs(expected)).to(kFloat64).item<double>();
-  check_close(actual, expected, rtol, rtol * scale);
-}
-
-std::string underscored(std::string s) {
-  for (char& c : s)
-    if (c == '.') c = '_';
-  return s;
-}
-
-bool is_buffer_key(const std::string& k) {
-  for (const char* b : {".running_mean", ".running_var", ".num_batches_tracked"}) {
-    const std::string s(b);
-    if (k.size() > s.size() && k.compare(k.size() - s.size(), s.size(), s) == 0) return true;
-  }
-  return false;
-}
-
-double std_of(const Tensor& t) {
-  const auto v = testing::values(t);
-  double mean = 0, sq = 0;
-  for (double x : v) mean += x;
-  mean /= static_cast<double>(v.size());
-  for (double x : v) sq += (x - mean) * (x - mean);
-  return std::sqrt(sq / static_cast<double>(v.size()));
-}
 }  // namespace
 
 TEST_SUITE("resnet") {

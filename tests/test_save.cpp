@@ -300,6 +300,22 @@ TEST_CASE("pickle: storage-only dtypes use _rebuild_tensor_v3 and UntypedStorage
   CHECK(io::storage_class_name(DType::Float8_e4m3fn) == "UntypedStorage");
 }
 
+TEST_CASE("pickle: a str that is not UTF-8 (Python bytes) is written as CPython writes bytes and reads back") {
+  // b'\x00\xffab' in a checkpoint loads as a str holding those bytes; saving it again must give a readable file
+  const std::string raw("\x00\xff" "ab\x80", 5);
+  const Value v = Value::dict({{"bytes", raw}, {"again", raw}, {"text", std::string("caf\xc3\xa9")}});
+  const std::vector<uint8_t> pkl = io::pickle(v).bytes;
+  const std::string text(pkl.begin(), pkl.end());
+  CHECK(text.find("c_codecs\nencode\n") != std::string::npos);
+  CHECK(text.find("latin1") != std::string::npos);
+  const std::vector<uint8_t> file = save_to_bytes(v);
+  const Value back = load_back(file);
+  CHECK(back.at("bytes").as_string() == raw);
+  CHECK(back.at("again").as_string() == raw);
+  CHECK(back.at("text").as_string() == "caf\xc3\xa9");
+  CHECK(save_to_bytes(back) == file);
+}
+
 TEST_CASE("pickle: values that cannot be saved raise one-line errors naming the path") {
   auto msg = [](const Value& v, const io::PickleOptions& o = {}) -> std::string {
     try {

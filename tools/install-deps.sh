@@ -5,12 +5,14 @@
 set -euo pipefail
 
 # build: compiler, Meson, Eigen, doctest, zlib, stb_image; data: Fashion-MNIST (the main job's default data);
-# interop: Debian's PyTorch and torchvision (tests run them on files torchlet writes, and fixture generators)
+# interop: Debian's PyTorch and torchvision (tests run them on files torchlet writes, and fixture generators);
+# fuzzing: clang-14 with libFuzzer (tests/fuzz/)
 packages=(g++ meson ninja-build pkg-config libeigen3-dev doctest-dev zlib1g-dev libstb-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--job" ]; then
   shift
 else
-  packages+=(python3-numpy python3-torch python3-torchvision)
+  # tests: PyTorch for interop; clang + libFuzzer for the fuzz harnesses' corpus replay
+  packages+=(python3-numpy python3-torch python3-torchvision clang-14 libclang-rt-14-dev)
 fi
 packages+=("$@")
 missing=()

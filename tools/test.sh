@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds torchlet's tests, examples and tools, runs
-# every suite, and ends with the line "N passed, N failed" (test cases over all suites).
+# every suite (PyTorch interop, fuzz-corpus replay and kill -9 trials included), then the file-reading suites again
+# under ASan + UBSan (tests/sanitize.sh), and ends with the line "N passed, N failed" (test cases over all suites).
 # Usage: bash tools/test.sh            (BUILD_DIR=... to choose the build folder; default build-test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +20,10 @@ fi
 ninja -C "$build"
 status=0
 meson test -C "$build" --print-errorlogs --num-processes 2 || status=$?
+# the suites that read and write files, built again with AddressSanitizer + UndefinedBehaviorSanitizer: any report
+# fails the command (SANITIZE=0 skips this step)
+if [ "${SANITIZE:-1}" != 0 ]; then
+  bash tests/sanitize.sh || status=1
+fi
 python3 tools/test_totals.py "$build/meson-logs/testlog.json"
 exit $status

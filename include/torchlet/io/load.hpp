@@ -207,6 +207,10 @@ inline Value load_zip(const std::shared_ptr<const uint8_t>& owner, bool owned, u
                  ": the checkpoint is big-endian (byteorder 'big'): it cannot be loaded zero-copy; load it "
                  "without mmap to byte-swap it");
 
+  // refused before it is inflated: a small deflated record could otherwise claim and fill up to 1032x its size
+  TORCHLET_CHECK(pkl->uncompressed_size <= opt.unpickle.max_pickle_bytes, LimitError, "[load] ", name, ": ",
+                 pkl_name, " holds ", pkl->uncompressed_size, " bytes, more than max_pickle_bytes ",
+                 opt.unpickle.max_pickle_bytes);
   const std::vector<uint8_t> pickle = zip.read(*pkl);
   std::shared_ptr<void> keep_alive(owner, const_cast<uint8_t*>(owner.get()));
   std::vector<std::string> keys;
@@ -219,7 +223,8 @@ inline Value load_zip(const std::shared_ptr<const uint8_t>& owner, bool owned, u
     const std::string prefix = root + "/data/";
     size_t total = 0;
     for (const io::ZipEntry& e : zip.entries()) {
-      if (e.method != 0 || e.name.compare(0, prefix.size(), prefix) != 0) continue;
+      // empty records get no slot (their storages are empty allocations): with only those there is no arena
+      if (e.method != 0 || e.uncompressed_size == 0 || e.name.compare(0, prefix.size(), prefix) != 0) continue;
       arena_offsets.emplace(&e, total);
       total += static_cast<size_t>((e.uncompressed_size + kStorageAlignment - 1) / kStorageAlignment *
                                    kStorageAlignment);

@@ -32,6 +32,7 @@
 
 #include "torchlet/core/dtype.hpp"
 #include "torchlet/core/error.hpp"
+#include "torchlet/io/utf8.hpp"
 #include "torchlet/io/value.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
@@ -211,10 +212,32 @@ class Writer {
     u32(uint32_t(s.size()));
     out_.insert(out_.end(), s.begin(), s.end());
   }
-  /// A str, fetched from the memo when an equal one was written before.
+  /// A str, fetched from the memo when an equal one was written before. Text that is not UTF-8 (a Python `bytes`
+  /// value loads as such a str) is written as CPython's protocol 2 writes bytes, _codecs.encode(latin-1 text,
+  /// 'latin1'), so that it reads back as the same bytes; as BINUNICODE neither Python nor torchlet could decode it.
   void save_str(std::string_view s, const Path& at) {
     if (auto it = strings_.find(std::string(s)); it != strings_.end()) return get(it->second);
-    write_unicode(s, at);
+    if (is_utf8(s, /*allow_surrogates=*/true)) {
+      write_unicode(s, at);
+    } else {
+      std::string latin1;  // each byte as the code point of the same value, in UTF-8
+      for (const char ch : s) {
+        const auto c = static_cast<uint8_t>(ch);
+        if (c < 0x80) {
+          latin1 += ch;
+        } else {
+          latin1 += static_cast<char>(0xC0 | (c >> 6));
+          latin1 += static_cast<char>(0x80 | (c & 0x3F));
+        }
+      }
+      save_global("_codecs", "encode");
+      write_unicode(latin1, at);
+      memoize();
+      save_str("latin1", at);
+      op('\x86');  // TUPLE2
+      memoize();
+      op('R');  // REDUCE
+    }
     strings_.emplace(std::string(s), memoize());
   }
   /// GLOBAL 'module\nname\n', memoized.

@@ -28,6 +28,7 @@
 
 #include "torchlet/core/dtype.hpp"
 #include "torchlet/core/error.hpp"
+#include "torchlet/io/utf8.hpp"
 #include "torchlet/io/value.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
@@ -86,33 +87,6 @@ struct NodeExtra {
 
 /// What kind of error a check raises (maps to the IOError subclasses of core/error.hpp).
 enum class EK : uint8_t { Corrupt, Unsafe, Limit, Format };
-
-/// True when `s` is UTF-8 as Python's pickle decodes it ('surrogatepass': lone surrogates are allowed).
-inline bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n = 0;
-    uint32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1Fu; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0Fu; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07u; }
-    else return false;
-    if (i + n >= s.size()) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3Fu);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))) return false;
-    i += n + 1;
-  }
-  return true;
-}
 
 enum class G : uint8_t {
   OrderedDict, RebuildV2, RebuildV3, RebuildV1, RebuildParam, RebuildParamState, RebuildFromType, Size, Set,
@@ -698,7 +672,7 @@ class Machine {
     if (obj.k == Node::K::Dict) {
       check(state->k == Node::K::Dict || (state->k == Node::K::Leaf && state->leaf.is_none()),
             "BUILD state of a dict is a ", kind(*state), ", not a dict");
-      if (state->k == Node::K::Dict) {
+      if (state->k == Node::K::Dict && !state->entries.empty()) {  // empty attributes: nothing to keep
         child_added(obj, *state, obj.entries.size() + 1);
         obj.attrs = state;
       }
@@ -722,7 +696,7 @@ class Machine {
     check(n <= b_.size() - pos_, "truncated pickle: string of ", n, " bytes runs past the end (", b_.size() - pos_,
           " left)");
     std::string s = text(n);
-    check(!utf8 || valid_utf8(s), "string of ", n, " bytes is not valid UTF-8");
+    check(!utf8 || is_utf8(s, /*allow_surrogates=*/true), "string of ", n, " bytes is not valid UTF-8");
     return leaf(Value(std::move(s)));
   }
   NodeP long_leaf(uint64_t n) {

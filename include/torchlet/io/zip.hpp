@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "torchlet/core/error.hpp"
+#include "torchlet/io/utf8.hpp"
 
 namespace torchlet::io {
 
@@ -104,30 +105,6 @@ inline uint32_t zip_crc32(const uint8_t* data, uint64_t size, uint32_t crc = 0) 
   return uint32_t(c);
 }
 
-/// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF).
-inline bool zip_valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) { ++i; continue; }
-    if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
-    else return false;
-    if (i + n >= s.size()) return false;
-    for (size_t k = 1; k <= n; ++k) {
-      const auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    i += n + 1;
-  }
-  return true;
-}
 
 /// Holds a file mapping and unmaps it when the last borrower lets go.
 struct ZipMapping {
@@ -564,7 +541,7 @@ class ZipReader {
       if (comp.empty() && e != n.size()) bad("empty path component");
       s = e + 1;
     }
-    if (!detail::zip_valid_utf8(n)) bad("not valid UTF-8");
+    if (!is_utf8(n)) bad("not valid UTF-8");
   }
 
   // Entries must tile the bytes before the central directory: first one at offset 0, no overlaps, no gaps

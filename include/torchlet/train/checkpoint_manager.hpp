@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -66,8 +67,18 @@ class CheckpointManager {
   std::string save(const Value& checkpoint, int64_t epoch, bool is_best) {
     const std::vector<uint8_t> bytes = torchlet::save_to_bytes(checkpoint);
     const std::string name = epoch_file(epoch);
+    {  // bytes that would not read back replace nothing (an earlier save of this epoch stays)
+      LoadFileOptions o;
+      o.verify_crc = true;
+      (void)torchlet::load_from_bytes(bytes, o);
+    }
     io::write_file_atomic(path(name), bytes);
-    verify(path(name));
+    try {
+      verify(path(name));
+    } catch (...) {
+      std::remove(path(name).c_str());  // what reached the disk is not what was written: keep no broken file
+      throw;
+    }
     if (std::find(manifest_.begin(), manifest_.end(), name) == manifest_.end()) manifest_.push_back(name);
     write_manifest();
     io::write_file_atomic(path("last.pth"), bytes);
@@ -85,7 +96,7 @@ class CheckpointManager {
     const auto slash = file.find_last_of('/');
     const std::string folder = slash == std::string::npos ? "." : file.substr(0, slash);
     std::vector<std::string> listed = read_manifest_of(folder);
-    std::sort(listed.begin(), listed.end(), std::greater<>());  // epoch_NNNN: newest first
+    std::sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) { return older(b, a); });  // newest first
     for (const auto& n : listed) {
       const std::string p = folder + "/" + n;
       if (p != file) candidates.push_back(p);
@@ -114,6 +125,13 @@ class CheckpointManager {
     return torchlet::load(file, o);
   }
   static void verify(const std::string& file) { (void)load_verified(file); }
+  /// The epoch of an `epoch_NNNN.pth` name (any number of digits).
+  static int64_t epoch_number(const std::string& name) { return std::strtoll(name.c_str() + 6, nullptr, 10); }
+  /// Epoch order of epoch file names (numeric: epoch_10000 comes after epoch_9999).
+  static bool older(const std::string& a, const std::string& b) {
+    const int64_t x = epoch_number(a), y = epoch_number(b);
+    return x != y ? x < y : a < b;
+  }
 
   static std::vector<std::string> read_manifest_of(const std::string& folder) {
     std::vector<std::string> names;
@@ -129,7 +147,7 @@ class CheckpointManager {
     for (const auto& n : read_manifest_of(dir_)) {
       if (::access(path(n).c_str(), F_OK) == 0) names.push_back(n);
     }
-    std::sort(names.begin(), names.end());
+    std::sort(names.begin(), names.end(), older);
     return names;
   }
   void write_manifest() const {
@@ -139,7 +157,7 @@ class CheckpointManager {
                           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   }
   void prune() {
-    std::sort(manifest_.begin(), manifest_.end());
+    std::sort(manifest_.begin(), manifest_.end(), older);
     while (manifest_.size() > static_cast<size_t>(keep_)) {
       const std::string victim = manifest_.front();
       manifest_.erase(manifest_.begin());
