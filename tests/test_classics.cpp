@@ -100,37 +100,15 @@ void check_train_step(const std::string& arch, const std::vector<std::string>& g
 /// State_dict keys, shapes and order and parameter counts of each of `archs` (default options; VGGs without their
 /// init, which changes no key or shape) equal torchvision's.
 void check_keys_and_counts(const std::vector<std::string>& archs) {
-  std::map<std::string, std::vector<int64_t>> counts;
-  {
-    std::istringstream in(text_fixture("cl_counts"));
-    std::string arch;
-    int64_t numel, n_params, n_state;
-    while (in >> arch >> numel >> n_params >> n_state) counts[arch] = {numel, n_params, n_state};
-  }
+  auto counts = read_counts("cl_counts");
   REQUIRE(counts.size() == 11);
   for (const std::string& arch : archs) {
     INFO("architecture ", arch);
     REQUIRE(counts.count(arch) == 1);
-    const auto& expected = counts[arch];
     Value options = Value::dict();
     if (arch.rfind("vgg", 0) == 0) options["init_weights"] = false;
     auto model = build_architecture(arch, options);
-    std::string keys;
-    const nn::StateDict sd = model->state_dict();
-    for (const auto& [k, v] : sd) keys += k + " " + shape_text(v.sizes()) + "\n";
-    CHECK(keys == text_fixture("cl_keys_" + arch));
-    int64_t numel = 0;
-    std::vector<std::string> param_names, expected_names;
-    for (const auto& [n, p] : model->named_parameters()) {
-      numel += p.numel();
-      param_names.push_back(n);
-    }
-    for (const auto& [k, v] : sd)
-      if (!is_buffer_key(k)) expected_names.push_back(k);
-    CHECK(param_names == expected_names);
-    CHECK(numel == expected[0]);
-    CHECK(static_cast<int64_t>(param_names.size()) == expected[1]);
-    CHECK(static_cast<int64_t>(sd.size()) == expected[2]);
+    const int64_t numel = testing::model_checks::check_keys_and_counts(*model, "cl_keys_" + arch, counts[arch]);
     if (arch == "vgg16") CHECK(numel == 138357544);
   }
 }

@@ -45,33 +45,11 @@ std::shared_ptr<models::ResNet> prepared(const std::string& arch, DType dtype = 
 
 TEST_SUITE("resnet") {
 TEST_CASE("every architecture has torchvision's state_dict keys, shapes, order and parameter counts") {
-  std::map<std::string, std::vector<int64_t>> counts;
-  {
-    std::istringstream in(text_fixture("rn_counts"));
-    std::string arch;
-    int64_t numel, n_params, n_state;
-    while (in >> arch >> numel >> n_params >> n_state) counts[arch] = {numel, n_params, n_state};
-  }
+  auto counts = read_counts("rn_counts");
   REQUIRE(counts.size() == models::resnet_names().size());
   for (const std::string& arch : models::resnet_names()) {
     INFO("architecture ", arch);
-    auto model = models::resnet(arch);
-    std::string keys;
-    const nn::StateDict sd = model->state_dict();
-    for (const auto& [k, v] : sd) keys += k + " " + shape_text(v.sizes()) + "\n";
-    CHECK(keys == text_fixture("rn_keys_" + arch));
-    int64_t numel = 0;
-    std::vector<std::string> param_names, expected_names;
-    for (const auto& [n, p] : model->named_parameters()) {
-      numel += p.numel();
-      param_names.push_back(n);
-    }
-    for (const auto& [k, v] : sd)
-      if (!is_buffer_key(k)) expected_names.push_back(k);
-    CHECK(param_names == expected_names);
-    CHECK(numel == counts[arch][0]);
-    CHECK(static_cast<int64_t>(param_names.size()) == counts[arch][1]);
-    CHECK(static_cast<int64_t>(sd.size()) == counts[arch][2]);
+    check_keys_and_counts(*models::resnet(arch), "rn_keys_" + arch, counts[arch]);
   }
 }
 
