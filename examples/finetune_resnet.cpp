@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "torchlet/checkpoint.hpp"
+#define TORCHLET_STB_IMPLEMENTATION  // this program decodes --data folder: images with stb_image (image_folder.hpp)
 #include "torchlet/data.hpp"
 #include "torchlet/io/load.hpp"
 #include "torchlet/io/save.hpp"
@@ -50,12 +51,14 @@ constexpr const char* kUsage = R"(usage: finetune_resnet [options]
 Fine-tunes a torchvision ResNet on an image classification dataset, from a PyTorch checkpoint.
 
 data
-  --data SPEC            fashion-mnist[:DIR] (default; Debian package dataset-fashion-mnist), or
-                         cifar10:DIR (the binary version's folder). Image folders: data::ImageFolder in your own
-                         program (this job does not take them yet)
+  --data SPEC            fashion-mnist[:DIR] (default; Debian package dataset-fashion-mnist),
+                         cifar10:DIR (the binary version's folder), or
+                         folder:DIR, your own images: DIR/train/<class>/*.png|jpg|... and DIR/val/<class>/...
+                         (or DIR/test/), one sub-folder per class like torchvision's ImageFolder
   --train-subset N       use N training images (default 6000; 0 = all)
   --test-subset N        use N test images (default 0 = all)
-  --image-size N         resize images to NxN (default: the dataset's size; torchvision weights expect 224)
+  --image-size N         resize images to NxN (default: the dataset's size, 224 for folder:; torchvision's
+                         weights expect 224)
   --augment              random crop (padding 2) and horizontal flip (turns the feature cache off)
 model
   --arch ARCH            resnet18 (default), resnet34/50/101/152, resnext50_32x4d, resnext101_32x8d,
@@ -82,7 +85,7 @@ output
 
 struct Args {
   std::string data = "fashion-mnist";
-  int64_t train_subset = 6000, test_subset = 0, image_size = 0;
+  int64_t train_subset = 6000, test_subset = 0, image_size = -1;  // -1: the dataset's own size
   bool augment = false;
   std::string arch = "resnet18", weights;
   std::vector<std::string> renames;
@@ -161,35 +164,67 @@ Args parse_args(int argc, char** argv) {
 
 // ---- data -------------------------------------------------------------------------------------------------
 
+// The train and test split of the chosen data, whatever it is read from.
 struct Split {
-  data::TensorDataset train, test;
+  std::shared_ptr<const data::Dataset> train, test;
   std::vector<std::string> classes;
   std::vector<double> mean, std;  // per channel of the raw images, for Normalize
+  int64_t native_size = 0;        // the images' side when they all have one size (in-memory datasets), else 0
 };
+
+bool is_folder(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// folder:DIR -> DIR/train and DIR/val (or DIR/test), both with the same class sub-folders.
+void load_image_folders(Split& s, const std::string& dir) {
+  if (dir.empty()) usage_error("--data folder:DIR needs the folder holding train/ and val/ (or test/)");
+  if (!is_folder(dir)) usage_error("--data folder:" + dir + ": no such folder");
+  const std::string train = dir + "/train";
+  const std::string test = is_folder(dir + "/val") ? dir + "/val" : dir + "/test";
+  if (!is_folder(train) || !is_folder(test)) {
+    usage_error("--data folder:" + dir + " needs two sub-folders, train/ and val/ (or test/), each with one folder "
+                "per class");
+  }
+  auto tr = std::make_shared<const data::ImageFolder>(train);
+  auto te = std::make_shared<const data::ImageFolder>(test);
+  if (tr->classes() != te->classes()) {
+    TORCHLET_THROW(ValueError, "[finetune] ", train, " has ", tr->classes().size(), " classes and ", test, " has ",
+                   te->classes().size(), ": both need the same class sub-folders");
+  }
+  s.train = std::move(tr);
+  s.test = std::move(te);
+  s.mean = {0.485, 0.456, 0.406};  // ImageNet's, for photos of unknown statistics
+  s.std = {0.229, 0.224, 0.225};
+}
 
 Split load_split(const std::string& spec) {
   Split s;
   const auto colon = spec.find(':');
   const std::string kind = spec.substr(0, colon), dir = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  auto in_memory = [&s](data::TensorDataset train, data::TensorDataset test) {
+    s.native_size = train.images().size(-1);
+    s.train = std::make_shared<const data::TensorDataset>(std::move(train));
+    s.test = std::make_shared<const data::TensorDataset>(std::move(test));
+  };
   if (kind == "fashion-mnist") {
     const std::string root = dir.empty() ? data::kFashionMnistRoot : dir;
-    s.train = data::fashion_mnist(root, true);
-    s.test = data::fashion_mnist(root, false);
+    in_memory(data::fashion_mnist(root, true), data::fashion_mnist(root, false));
     s.mean = {0.2860};
     s.std = {0.3530};
   } else if (kind == "cifar10") {
     if (dir.empty()) usage_error("--data cifar10:DIR needs the folder of data_batch_1.bin ... test_batch.bin");
-    s.train = data::cifar10(dir, true);
-    s.test = data::cifar10(dir, false);
+    in_memory(data::cifar10(dir, true), data::cifar10(dir, false));
     s.mean = {0.4914, 0.4822, 0.4465};
     s.std = {0.2470, 0.2435, 0.2616};
   } else if (kind == "folder") {
-    usage_error("--data folder:DIR is not supported by this job yet (read image folders with data::ImageFolder in "
-                "your own program); use fashion-mnist or cifar10:DIR");
+    load_image_folders(s, dir);
   } else {
-    usage_error("unknown --data '" + spec + "' (fashion-mnist[:DIR], cifar10:DIR)");
+    usage_error("unknown --data '" + spec + "' (fashion-mnist[:DIR], cifar10:DIR, folder:DIR)");
   }
-  s.classes = s.train.classes();
+  s.classes = s.train->classes();
+  if (s.classes.size() < 2) usage_error("--data " + spec + " has fewer than 2 classes");
   return s;
 }
 
@@ -199,18 +234,20 @@ std::vector<int64_t> range(int64_t from, int64_t to) {
   return v;
 }
 
-data::TensorDataset first_n(const data::TensorDataset& d, int64_t n) {
-  return n > 0 && n < d.size() ? d.subset_first(n) : d;
+// The samples of `classes` (labels renumbered 0..k-1), the first n of them (all when n is 0).
+std::shared_ptr<const data::Dataset> select(const std::shared_ptr<const data::Dataset>& d,
+                                            const std::vector<int64_t>& classes, int64_t n) {
+  data::Subset s = data::Subset::of_classes(d, classes);
+  return std::make_shared<const data::Subset>(n > 0 ? s.first(n) : std::move(s));
 }
 
-data::Compose make_transform(const Split& s, int64_t image_size, bool pretrained, bool augment, int64_t native) {
+data::Compose make_transform(const Split& s, int64_t image_size, bool pretrained, bool augment) {
   data::Compose t;
   t.add(data::transforms::ToTensor());
   if (s.mean.size() == 1) t.add(data::transforms::GrayscaleToRgb());
-  if (image_size > 0 && image_size != native) t.add(data::transforms::Resize(image_size, image_size));
-  const int64_t size = image_size > 0 ? image_size : native;
+  if (image_size != s.native_size) t.add(data::transforms::Resize(image_size, image_size));
   if (augment) {
-    t.add(data::transforms::RandomCrop(size, size / 14 > 0 ? size / 14 : 2));
+    t.add(data::transforms::RandomCrop(image_size, image_size / 14 > 0 ? image_size / 14 : 2));
     t.add(data::transforms::RandomHorizontalFlip());
   }
   if (pretrained) {
@@ -264,10 +301,9 @@ Tensor gather_rows(const Tensor& m, const std::vector<int64_t>& idx, size_t begi
   return out;
 }
 
-Tensor gather_labels(const data::TensorDataset& d, const std::vector<int64_t>& idx, size_t begin, size_t end) {
+Tensor gather_labels(const data::Dataset& d, const std::vector<int64_t>& idx, size_t begin, size_t end) {
   Tensor out = empty({static_cast<int64_t>(end - begin)}, kInt64);
-  const Tensor all = d.labels().contiguous();
-  for (size_t i = begin; i < end; ++i) out.data<int64_t>()[i - begin] = all.data<int64_t>()[idx[i]];
+  for (size_t i = begin; i < end; ++i) out.data<int64_t>()[i - begin] = d.label(idx[i]);
   return out;
 }
 
@@ -290,7 +326,7 @@ PassResult finish(train::ProgressBar& bar) {
 // Calls f(features, labels) for the batches of cached features in the order and sizes the loader gives for `epoch`.
 template <class F>
 void for_each_cached_batch(const data::DataLoader& loader, const Tensor& features, int64_t epoch, F&& f) {
-  const auto& ds = static_cast<const data::TensorDataset&>(loader.dataset());
+  const data::Dataset& ds = loader.dataset();
   const auto order = loader.order(epoch);
   const auto bs = static_cast<size_t>(loader.options().batch_size);
   for (size_t begin = 0; begin < order.size(); begin += bs) {
@@ -390,15 +426,15 @@ Stage make_stage(const Args& a, models::ResNet& model, const std::string& stage)
 }
 
 // Trains the source model (first half of the classes) and saves it as a PyTorch state_dict file.
-void make_source_model(const Args& a, const Split& split, int64_t native, const std::string& path) {
+void make_source_model(const Args& a, const Split& split, int64_t image_size, const std::string& path) {
   const int64_t n = static_cast<int64_t>(split.classes.size()), half = n / 2;
   std::printf("\n== source task: %s from scratch on classes 0-%lld (%s ... %s), %lld epoch(s)\n", a.arch.c_str(),
               static_cast<long long>(half - 1), split.classes.front().c_str(), split.classes[half - 1].c_str(),
               static_cast<long long>(a.source_epochs));
   manual_seed(a.seed + 1000);
   auto model = models::resnet(a.arch, {.num_classes = half});
-  data::DataLoader loader(first_n(split.train.filter_classes(range(0, half)), a.train_subset * 2),
-                          make_transform(split, a.image_size, false, a.augment, native),
+  data::DataLoader loader(select(split.train, range(0, half), a.train_subset * 2),
+                          make_transform(split, image_size, false, a.augment),
                           {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed + 1000, .prefetch = 2});
   optim::SGD opt(model->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4});
   optim::CosineAnnealingLR sched(opt, std::max<int64_t>(a.source_epochs, 1));
@@ -414,7 +450,7 @@ void make_source_model(const Args& a, const Split& split, int64_t native, const 
 int run(const Args& a) {
   train::CheckpointManager ckpts(a.out, static_cast<int>(a.keep));  // an unwritable --out fails here, before work
   const Split split = load_split(a.data);
-  const int64_t native = split.train.images().size(-1);
+  const int64_t image_size = a.image_size > 0 ? a.image_size : split.native_size > 0 ? split.native_size : 224;
   const bool pretrained = !a.weights.empty();
   const int64_t n_classes = static_cast<int64_t>(split.classes.size()), half = n_classes / 2;
   const std::vector<int64_t> target_classes = pretrained ? range(0, n_classes) : range(half, n_classes);
@@ -440,7 +476,7 @@ int run(const Args& a) {
     if (file_exists(weights)) {
       std::printf("using the source model %s from an earlier run (delete it to train it again)\n", weights.c_str());
     } else {
-      make_source_model(a, split, native, weights);
+      make_source_model(a, split, image_size, weights);
     }
   }
 
@@ -478,18 +514,18 @@ int run(const Args& a) {
   }
 
   // data of the target task
-  const data::TensorDataset train_set = first_n(split.train.filter_classes(target_classes), a.train_subset);
-  const data::TensorDataset test_set = first_n(split.test.filter_classes(target_classes), a.test_subset);
-  const auto transform = make_transform(split, a.image_size, pretrained, a.augment, native);
-  const auto plain = make_transform(split, a.image_size, pretrained, false, native);
+  const auto train_set = select(split.train, target_classes, a.train_subset);
+  const auto test_set = select(split.test, target_classes, a.test_subset);
+  const auto transform = make_transform(split, image_size, pretrained, a.augment);
+  const auto plain = make_transform(split, image_size, pretrained, false);
   data::DataLoader train_loader(train_set, transform,
                                 {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed, .prefetch = 2});
   data::DataLoader train_features_loader(train_set, plain, {.batch_size = a.batch_size, .prefetch = 2});
   data::DataLoader test_loader(test_set, plain, {.batch_size = a.batch_size, .prefetch = 2});
   std::printf("\n== target task: %lld classes (%s ... %s), %lld train / %lld test images, %s, out %s\n",
               static_cast<long long>(num_classes), split.classes[target_classes.front()].c_str(),
-              split.classes[target_classes.back()].c_str(), static_cast<long long>(train_set.size()),
-              static_cast<long long>(test_set.size()), a.arch.c_str(), a.out.c_str());
+              split.classes[target_classes.back()].c_str(), static_cast<long long>(train_set->size()),
+              static_cast<long long>(test_set->size()), a.arch.c_str(), a.out.c_str());
 
   const int64_t last_epoch = a.epochs + a.finetune_epochs;
   if (start_epoch > last_epoch) {

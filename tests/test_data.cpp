@@ -239,6 +239,47 @@ TEST_CASE("TensorDataset: class filter with and without remapping, subsets") {
                  "expected labels [3]");
 }
 
+TEST_CASE("Subset: any dataset's samples by index or by class, labels from label() without decoding") {
+  auto d = std::make_shared<const TensorDataset>(mnist(fixture_path("df_mnist"), true));  // labels 3 0 9 5 5 1
+  // what TensorDataset::filter_classes gives, without copying images
+  Subset high = Subset::of_classes(d, {5, 6, 7, 8, 9});
+  REQUIRE(high.size() == 3);
+  CHECK(high.indices() == std::vector<int64_t>{2, 3, 4});
+  CHECK(high.classes() == std::vector<std::string>{"5", "6", "7", "8", "9"});
+  const TensorDataset copied = d->filter_classes({5, 6, 7, 8, 9});
+  for (int64_t i = 0; i < high.size(); ++i) {
+    CHECK(high.label(i) == copied.label(i));
+    CHECK(high.get(i).label == copied.get(i).label);
+    check_equal(high.get(i).image, copied.get(i).image);
+  }
+  Subset kept = Subset::of_classes(d, {9, 5}, /*remap=*/false);
+  CHECK(kept.indices() == std::vector<int64_t>{2, 3, 4});
+  CHECK(kept.label(0) == 9);
+  CHECK(kept.classes().size() == 10);
+  Subset reordered = Subset::of_classes(d, {9, 5});  // keep order decides the new labels
+  CHECK(reordered.label(0) == 0);
+  CHECK(reordered.label(1) == 1);
+  // first(n) of a subset, and subsets of subsets
+  CHECK(high.first(2).indices() == std::vector<int64_t>{2, 3});
+  CHECK(high.first(100).size() == 3);
+  auto shared_high = std::make_shared<const Subset>(high);
+  Subset nested = Subset::of_classes(shared_high, {0});  // class 5 of the first subset
+  CHECK(nested.size() == 2);
+  CHECK(nested.label(1) == 0);
+  check_equal(nested.get(1).image, d->get(4).image);
+  CHECK(Subset(d, {5, 0}).label(0) == 1);
+  // a DataLoader reads it like any dataset
+  Compose to_tensor;
+  to_tensor.add(transforms::ToTensor());
+  DataLoader loader(std::make_shared<const Subset>(high), to_tensor, {.batch_size = 8});
+  auto batch = DataLoader::Epoch(loader, 0, 0).next();
+  REQUIRE(batch.has_value());
+  check_equal(batch->labels, tensor<int64_t>({4, 0, 0}));
+  CHECK_CONTAINS(error_of<ValueError>([&] { Subset::of_classes(d, {1, 1}); }), "class 1 is listed twice");
+  CHECK_CONTAINS(error_of<IndexError>([&] { Subset(d, {6}); }), "index 6 is out of range for a dataset of 6");
+  CHECK_CONTAINS(error_of<IndexError>([&] { high.get(3); }), "index 3 is out of range for a subset of 3");
+}
+
 // ---------------------------------------------------------------------------------------------- CIFAR-10
 TEST_CASE("cifar10: binary batches, train = data_batch_1..5, test = test_batch") {
   TensorDataset train = cifar10(fixture_path("df_cifar"), true);
@@ -284,6 +325,9 @@ TEST_CASE("ImageFolder: sorted classes, recursive sorted files, RGB like PIL's c
   CHECK(fs::path(s[3].first).filename() == "c.png");
   CHECK(s[0].second == 0);
   CHECK(s[3].second == 1);
+  CHECK(ds.label(0) == 0);  // from the file list, nothing decoded
+  CHECK(ds.label(3) == 1);
+  CHECK_CONTAINS(error_of<IndexError>([&] { ds.label(4); }), "index 4 is out of range");
   check_equal(ds.get(1).image, fixture("df_img_a"));       // RGB PNG
   check_equal(ds.get(2).image, fixture("df_img_b_gray"));  // grey PNG -> 3 equal channels
   check_equal(ds.get(3).image, fixture("df_img_c"));       // RGBA PNG -> alpha dropped

@@ -8,4 +8,5 @@
 #include "torchlet/data/dataset.hpp"
 #include "torchlet/data/idx.hpp"
 #include "torchlet/data/image_folder.hpp"
+#include "torchlet/data/subset.hpp"
 #include "torchlet/data/transforms.hpp"

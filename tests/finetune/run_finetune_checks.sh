@@ -2,7 +2,7 @@
 # CI's shortened main job: runs examples/finetune_resnet on a subset and checks (1) the final test accuracy against
 # a floor, (2) that a run stopped after an epoch and resumed ends with bit-identical weights, (3) that a damaged
 # last.pth falls back to the newest good checkpoint, (4) that real PyTorch reopens last.pth and measures the same
-# accuracy (skipped without PyTorch).
+# accuracy (skipped without PyTorch), (5) bad arguments, (6) the job on an image folder (--data folder:DIR).
 # usage: run_finetune_checks.sh FINETUNE_EXE WORKDIR
 set -euo pipefail
 exe=$1
@@ -54,4 +54,17 @@ out=$("$exe" --weights "$work/missing.pth" --out "$work/d" 2>&1) && fail "a miss
 echo "$out"
 out=$("$exe" "${common[@]}" --arch resnet34 --resume "$work/a/last.pth" --out "$work/a" 2>&1) && fail "wrong --arch accepted" || true
 echo "$out"
+out=$("$exe" --data "folder:$work/no-such-folder" --out "$work/e" 2>&1) && fail "a missing image folder was accepted" || true
+echo "$out"
+[ "$(echo "$out" | wc -l)" -eq 1 ] || fail "expected one error line"
+
+echo "== 6. the job on an image folder (PGM files of four Fashion-MNIST classes; accuracy floor 75%)"
+bash "$here/make_image_folder.sh" "$work/images" 150
+mkdir -p "$work/lonely/train/a"
+out=$("$exe" --data "folder:$work/lonely" --out "$work/e" 2>&1) && fail "a folder without val/ was accepted" || true
+echo "$out"
+"$exe" --data "folder:$work/images" --image-size 28 --train-subset 0 --source-epochs 2 --epochs 3 --finetune-epochs 0 \
+  --batch-size 32 --out "$work/f" --min-accuracy 75 >"$work/f.log" 2>&1 || { tail -30 "$work/f.log"; fail "run f (image folder)"; }
+grep -q '2 classes (2_bag ... 3_ankle_boot), 300 train / 150 test images' "$work/f.log" || fail "image folder classes or counts"
+grep -v 'ETA' "$work/f.log" | grep -E '^(epoch [0-9]+:|final test accuracy)'
 echo "finetune checks: ok"

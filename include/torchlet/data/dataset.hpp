@@ -29,6 +29,8 @@ class Dataset {
   virtual Example get(int64_t index) const = 0;
   /// Class names, index = label (empty when unknown).
   virtual std::vector<std::string> classes() const { return {}; }
+  /// The label of sample `index` alone; datasets that know it without decoding the image override this.
+  virtual int64_t label(int64_t index) const { return get(index).label; }
 };
 
 /// Images and labels held in memory: uint8 images [N,H,W] or [N,C,H,W] and int64 labels [N] (like
@@ -63,6 +65,12 @@ class TensorDataset : public Dataset {
     return {img, labels_.data<int64_t>()[index]};
   }
   std::vector<std::string> classes() const override { return classes_; }  ///< Class names, index = label.
+  /// The label of sample `index`.
+  int64_t label(int64_t index) const override {
+    TORCHLET_CHECK(index >= 0 && index < size(), IndexError, "[TensorDataset] index ", index,
+                   " is out of range for a dataset of ", size(), " samples");
+    return labels_.data<int64_t>()[index];
+  }
 
   const Tensor& images() const { return images_; }  ///< All images, [N,H,W] or [N,C,H,W], contiguous.
   const Tensor& labels() const { return labels_; }  ///< All labels, int64 [N].

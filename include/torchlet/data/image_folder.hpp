@@ -128,6 +128,12 @@ class ImageFolder : public Dataset {
     return {read_image(s.first, options_.channels), s.second};
   }
   std::vector<std::string> classes() const override { return classes_; }  ///< Class names (sorted folder names).
+  /// The label of image `index`, without decoding it.
+  int64_t label(int64_t index) const override {
+    TORCHLET_CHECK(index >= 0 && index < size(), IndexError, "[ImageFolder] index ", index,
+                   " is out of range for a dataset of ", size(), " images");
+    return samples_[static_cast<size_t>(index)].second;
+  }
   /// Class name -> label.
   std::map<std::string, int64_t> class_to_idx() const {
     std::map<std::string, int64_t> m;

@@ -65,7 +65,7 @@ struct AtomicFileOptions {
   /// Bytes gathered before a write(2); 0 writes every chunk straight through.
   size_t buffer_size = size_t{1} << 20;
   /// Failure injection for tests; empty in normal use.
-  FaultHook fault;
+  FaultHook fault = {};
 };
 
 namespace detail {
