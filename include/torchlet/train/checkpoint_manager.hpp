@@ -36,7 +36,8 @@ struct ResumedCheckpoint {
 
 /// Test seam of CheckpointManager: called before each step of each atomic write with the file name in the folder
 /// ("epoch_0003.pth", ".torchlet-checkpoints", "last.pth", "model_best.pth"), the step and how many times that
-/// step ran before for that file; returning an errno value (e.g. EIO) makes the step fail with it, 0 lets it run.
+/// step ran before in that write (see io::FaultHook); returning an errno value (e.g. EIO) makes the step fail
+/// with it, 0 lets it run.
 using CheckpointFaultHook = std::function<int(const std::string& file, io::FileStep step, uint64_t index)>;
 
 /// Writes and prunes a run's checkpoints in `dir`.
