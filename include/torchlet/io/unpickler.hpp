@@ -937,6 +937,7 @@ class Machine {
     (void)walk(root, false);
     return walk(root, true);
   }
+  /// One iterative depth-first walk from `root` checking the limits; builds the Value only when `build`.
   Value walk(const NodeP& root, bool build) {
     struct Frame {
       const Node* n;
