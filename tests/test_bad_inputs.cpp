@@ -458,12 +458,30 @@ TEST_CASE("bad_inputs: resource exhaustion is stopped fast, without recursion in
     s += ".";
     expect(run(s, {.max_memo_entries = 10}), Kind::Limit, {"max_memo_entries"});
   }
-  // The deepest accepted nesting converts and is destroyed without trouble (999 levels).
+  // The deepest accepted nesting (max_depth: 1000 lists, the innermost holding an int) converts and is destroyed
+  // without trouble; one level more is refused.
   {
-    const std::string s = "\x80\x02" + std::string(998, ']') + std::string(997, 'a') + ".";
+    const std::string s = "\x80\x02" + std::string(1000, ']') + "K\x07" + std::string(1000, 'a') + ".";
     int calls = 0;
     const Value v = unpickle_counting(std::vector<uint8_t>(s.begin(), s.end()), calls);
     CHECK(v.is_list());
+    expect(run("\x80\x02" + std::string(1001, ']') + "K\x07" + std::string(1001, 'a') + "."), Kind::Limit,
+           {"nesting deeper than max_depth 1000"});
+  }
+  // Memo replay of a long string (README finding R2): a 1 MiB str fetched 3000 times would be 3 GiB of copies;
+  // refused before the first copy.
+  {
+    std::string s = "\x80\x02](X";
+    const uint32_t len = 1u << 20;
+    for (int i = 0; i < 4; ++i) s += char((len >> (8 * i)) & 0xFF);
+    s += std::string(len, 'a') + "q";
+    s += '\0';
+    for (int i = 1; i < 3000; ++i) {
+      s += 'h';
+      s += '\0';
+    }
+    s += "e.";
+    expect(run(s), Kind::Limit, {"max_result_bytes 268435456", "UnpickleOptions::max_result_bytes"});
   }
 }
 
@@ -509,6 +527,17 @@ TEST_CASE("bad_inputs: whole files through torchlet::load") {
       CHECK(o.message.find(c.file) != std::string::npos);
       CHECK(result.is_string());  // no partial result
     }
+  }
+  // The fuzzers' reproducer of README finding R2: a 15.5 KB file whose data.pkl fetches one 15 MiB str 1000 times
+  // (15 GiB of copies). Refused before any copy; not timed with the rest, since inflating and checking the 15 MiB
+  // of UTF-8 alone takes ~80 ms.
+  {
+    const std::string r2 = std::string(TORCHLET_FIXTURES) + "/../fuzz/regressions/fuzz_load/r2_string_memo_replay.pt";
+    const Outcome o = outcome_of([&] { (void)load(r2); });
+    INFO("message: ", o.message);
+    CHECK(o.kind == Kind::Limit);
+    CHECK(o.message.find("max_result_bytes") != std::string::npos);
+    CHECK(o.message.find("r2_string_memo_replay.pt") != std::string::npos);
   }
   // The positives, copied and zero-copy; big-endian ones are byte-swapped (copy mode only).
   for (const char* file : {"ok_torch.pt", "ok_crc0.pt", "ok_streamed.pt", "ok_align4096.pt", "ok_zip64_extra.pt",

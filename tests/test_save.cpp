@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +23,7 @@
 
 #include "fixture_files.hpp"
 #include "torchlet/io/atomic_file.hpp"
+#include "torchlet/io/load.hpp"
 #include "torchlet/io/pickler.hpp"
 #include "torchlet/io/save.hpp"
 #include "torchlet/io/unpickler.hpp"
@@ -356,6 +358,84 @@ TEST_CASE("pickle: values that cannot be saved raise one-line errors naming the 
 
   const std::string attrs = msg(Value::dict({{"a", 1}, {"__attributes__", 3}}));
   CHECK(attrs.find("\"__attributes__\"") != std::string::npos);
+}
+
+TEST_CASE("pickle: pickler and unpickler agree on max_depth (the limit passes both ways, one more neither)") {
+  // `levels` containers nested (lists, tuples and dicts in turn), each with a second item so that lists and dicts
+  // are written with a MARK; the innermost list holds `leaf`.
+  auto nest = [](int levels, const Value& leaf) {
+    Value v = Value::list({leaf, Value(1)});
+    for (int i = 1; i < levels; ++i) {
+      if (i % 3 == 0) v = Value::dict({{"k", std::move(v)}, {"n", 2}});
+      else if (i % 3 == 1) v = Value::tuple({std::move(v), Value(2)});
+      else v = Value::list({std::move(v), Value(2)});
+    }
+    return v;
+  };
+  // The innermost value, and how many containers lie above it.
+  auto innermost = [](const Value& v) {
+    const Value* p = &v;
+    int levels = 0;
+    while (p->is_list() || p->is_tuple() || p->is_dict()) {
+      ++levels;
+      p = p->is_dict() ? &p->at("k") : &p->as_list()[0];
+    }
+    return std::make_pair(levels, *p);
+  };
+  auto read = [](const std::vector<uint8_t>& file, int64_t max_depth) {
+    LoadFileOptions o;
+    o.unpickle.max_depth = max_depth;
+    return load_from_bytes(file, o);
+  };
+  Tensor t = zeros({3}, kFloat32);
+  t.data<float>()[1] = 2.5f;  // a tensor adds two MARKs (its arguments and its persistent id)
+  for (const Value& leaf : {Value(7), Value(t), Value("text"), Value(0.25)}) {
+    CAPTURE(leaf.repr());
+    const std::vector<uint8_t> file = save_to_bytes(nest(1000, leaf));
+    const auto [levels, back] = innermost(read(file, 1000));
+    CHECK(levels == 1000);
+    if (leaf.is_tensor()) CHECK(back.as_tensor().data<float>()[1] == 2.5f);
+    else CHECK(back == leaf);
+
+    const Value deeper = nest(1001, leaf);
+    std::string refused;
+    try {
+      (void)save_to_bytes(deeper);
+    } catch (const ValueError& e) {
+      refused = e.what();
+    }
+    CHECK_MESSAGE(refused.find("containers nested deeper than max_depth 1000") != std::string::npos, refused);
+    SaveOptions allow;
+    allow.pickle.max_depth = 1001;
+    const std::vector<uint8_t> written = save_to_bytes(deeper, allow);
+    std::string msg;
+    try {
+      (void)read(written, 1000);
+    } catch (const LimitError& e) {
+      msg = e.what();
+    }
+    CHECK_MESSAGE(msg.find("deeper than max_depth 1000") != std::string::npos, msg);
+    CHECK(innermost(read(written, 1001)).first == 1001);
+  }
+}
+
+TEST_CASE("pickle: equal tuples are shared, but floats by their bits: NaNs of other payloads round-trip exactly") {
+  auto nan_with = [](uint64_t bits) { return std::bit_cast<double>(bits); };
+  const double quiet = nan_with(0x7ff8000000000000ull), negative = nan_with(0xfff8000000000000ull),
+               payload = nan_with(0x7ff8000000000123ull), signalling = nan_with(0x7ff0000000000001ull);
+  const Value v = Value::list({Value::tuple({quiet, 1}), Value::tuple({negative, 1}), Value::tuple({payload, 1}),
+                               Value::tuple({signalling, 1}), Value::tuple({0.0, 1}), Value::tuple({-0.0, 1}),
+                               Value::tuple({quiet, 1})});
+  const Value back = io::unpickle(io::pickle(v).bytes, {}, nullptr);
+  REQUIRE(back.size() == 7);
+  for (size_t i = 0; i < 7; ++i) {
+    CAPTURE(i);
+    CHECK(std::bit_cast<uint64_t>(back.as_list()[i].as_list()[0].as_double()) ==
+          std::bit_cast<uint64_t>(v.as_list()[i].as_list()[0].as_double()));
+  }
+  // Still one tuple for equal ones: the last is a BINGET of the first (7 tuples, 6 written).
+  const std::vector<uint8_t> bytes = io::pickle(v).bytes;
+  CHECK(std::count(bytes.begin(), bytes.end(), uint8_t{0x86}) == 6);  // TUPLE2
 }
 
 TEST_CASE("save_to_bytes: PyTorch's records, in order, aligned, with CRCs; reads back") {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -400,6 +401,52 @@ TEST_CASE("checkpoint manager: a failing write (file size limit) keeps every fil
   CHECK(epoch_in(run + "/last.pth") == 2);
   CHECK(names_in(run) == std::vector<std::string>{".torchlet-checkpoints", "epoch_0002.pth", "last.pth",
                                                   "model_best.pth"});
+}
+
+TEST_CASE("checkpoint manager: EIO on the fsync of a new epoch file keeps every file, prunes nothing; retry works") {
+  TempDir d;
+  const std::string run = d / "run";
+  train::CheckpointManager m(run, 2);
+  m.save(checkpoint(1), 1, true);
+  m.save(checkpoint(2), 2, false);
+  const auto before = snapshot(run);
+  std::vector<std::string> steps;
+  m.set_fault_hook([&](const std::string& file, io::FileStep step, uint64_t) {
+    steps.push_back(file + " " + io::file_step_name(step));
+    return file == "epoch_0003.pth" && step == io::FileStep::Sync ? EIO : 0;
+  });
+  std::string msg;
+  try {
+    m.save(checkpoint(3), 3, true);
+  } catch (const IOError& e) {
+    msg = e.what();
+  }
+  CHECK_MESSAGE(msg.find(std::strerror(EIO)) != std::string::npos, msg);
+  CHECK(msg.find(run + "/epoch_0003.pth") != std::string::npos);
+  CHECK(msg.find('\n') == std::string::npos);
+  // Nothing after the failed fsync ran: no rename, no manifest, no last.pth, no pruning.
+  REQUIRE(!steps.empty());
+  CHECK(steps.back() == "epoch_0003.pth fsync");
+  CHECK(snapshot(run) == before);  // the manifest included
+  CHECK(temporaries_in(run).empty());
+  CHECK(m.epoch_files() == std::vector<std::string>{"epoch_0001.pth", "epoch_0002.pth"});
+
+  // The retry (the fault gone) saves, and only then prunes epoch 1; every file goes through the hook, in order.
+  steps.clear();
+  m.set_fault_hook([&](const std::string& file, io::FileStep step, uint64_t) {
+    if (step == io::FileStep::Rename) steps.push_back(file);
+    return 0;
+  });
+  m.save(checkpoint(3), 3, true);
+  CHECK(steps == std::vector<std::string>{"epoch_0003.pth", ".torchlet-checkpoints", "last.pth", "model_best.pth",
+                                          ".torchlet-checkpoints"});
+  m.set_fault_hook(nullptr);
+  CHECK(m.epoch_files() == std::vector<std::string>{"epoch_0002.pth", "epoch_0003.pth"});
+  CHECK(!fs::exists(run + "/epoch_0001.pth"));
+  CHECK(read_text(run + "/.torchlet-checkpoints") == "epoch_0002.pth\nepoch_0003.pth\n");
+  CHECK(epoch_in(run + "/last.pth") == 3);
+  CHECK(epoch_in(run + "/model_best.pth") == 3);
+  CHECK(epoch_in(run + "/epoch_0002.pth") == 2);
 }
 
 TEST_CASE("checkpoint manager: a missing, misplaced or read-only folder is an error before any work") {

@@ -3,6 +3,7 @@
 // and against hostile or corrupt pickles, which must fail with one-line IOErrors naming the opcode and offset.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -213,6 +214,31 @@ TEST_CASE("unpickle: a whole pickled nn.Sequential becomes inert objects and a s
   CHECK_THROWS_AS(io::module_state_dict(Value::dict({{"a", 1}})), ValueError);
 }
 
+TEST_CASE("unpickle: module_state_dict names a key that is not a str and where it is") {
+  auto message = [](const Value& m) -> std::string {
+    try {
+      (void)io::module_state_dict(m);
+    } catch (const ValueError& e) {
+      return e.what();
+    }
+    FAIL("no ValueError");
+    return {};
+  };
+  auto module = [](Value params, Value modules) {
+    return Value::dict({{"__class__", "torch.nn.modules.linear.Linear"}, {"_parameters", std::move(params)},
+                        {"_buffers", Value::dict({})}, {"_modules", std::move(modules)}});
+  };
+  ValueDict bad_params;
+  bad_params.set(Value::tuple({1, 2}), Value(Tensor(Storage::allocate(4), kFloat32, {1}, {1})));
+  const Value inner = module(Value(std::move(bad_params)), Value::dict({}));
+  const std::string a = message(module(Value::dict({}), Value::dict({{"layer1", Value::dict({})}, {"fc", inner}})));
+  CHECK_MESSAGE(a.find("key (1, 2) in module 'fc' _parameters: expected a str, got tuple") != std::string::npos, a);
+  ValueDict bad_modules;
+  bad_modules.set(Value(7), inner);
+  const std::string b = message(module(Value::dict({}), Value(std::move(bad_modules))));
+  CHECK_MESSAGE(b.find("key 7 in the module's _modules: expected a str, got int") != std::string::npos, b);
+}
+
 TEST_CASE("unpickle: hostile globals are refused by name, never executed") {
   const std::string a = error_of(read_bytes("pk_hostile_os_system.pkl"));
   CHECK(a.find("refusing to load global posix.system: torchlet never executes code from a file") !=
@@ -394,4 +420,115 @@ TEST_CASE("unpickle: limits stop deep nesting, memo replay and huge inputs witho
         std::string::npos);
   // 1e6 NONEs on the stack.
   CHECK(error_of(bytes_of("\x80\x02" + std::string(1000000, 'N') + ".")).find("max_stack") != std::string::npos);
+}
+
+namespace {
+
+/// Bytes read from a "Vm...:   N kB" line of /proc/self/status, or -1.
+int64_t status_bytes(const char* field) {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::strlen(field))) * 1024;
+  return -1;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
+#else
+constexpr bool kAsan = false;
+#endif
+
+/// How far the resident set grew above where it was while `f` ran (the peak is reset first through
+/// /proc/self/clear_refs), or -1 where it cannot be measured: Linux does not allow it, or AddressSanitizer keeps
+/// freed memory in quarantine.
+template <class F>
+int64_t peak_growth(F&& f) {
+  if (kAsan) {
+    f();
+    return -1;
+  }
+  const int64_t before = status_bytes("VmRSS:");
+  std::ofstream reset("/proc/self/clear_refs");
+  reset << "5" << std::flush;
+  const bool ok = reset.good() && before > 0 && status_bytes("VmHWM:") <= before + (int64_t{4} << 20);
+  f();
+  return ok ? status_bytes("VmHWM:") - before : -1;
+}
+
+/// `\x80\x02` + a list holding `n` references (BINGET) to one str of `len` bytes.
+std::string replayed_string(size_t len, size_t n) {
+  std::string s = "\x80\x02](X";
+  put_u32(s, static_cast<uint32_t>(len));
+  s += std::string(len, 'a') + "q\x00"s;
+  for (size_t i = 1; i < n; ++i) s += "h\x00"s;
+  return s + "e.";
+}
+
+}  // namespace
+
+TEST_CASE("unpickle: memo replay of a long string is refused before it is copied (max_result_bytes)") {
+  // 1 MiB str fetched 3000 times: 3 GiB if converted; the default budget (256 MiB) refuses it before any copy.
+  const auto bomb = bytes_of(replayed_string(size_t{1} << 20, 3000));
+  std::string msg;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t grew = peak_growth([&] { msg = error_of(bomb); });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK_MESSAGE(msg.find("max_result_bytes 268435456") != std::string::npos, msg);
+  CHECK(msg.find("UnpickleOptions::max_result_bytes") != std::string::npos);
+  CHECK(msg.find('\n') == std::string::npos);
+  CHECK_MESSAGE(secs < 5.0, secs);
+  if (grew >= 0) CHECK_MESSAGE(grew < (int64_t{32} << 20), "grew by ", grew, " bytes");
+  else MESSAGE("peak memory not measured (/proc/self/clear_refs not writable)");
+
+  // Many references to short strings (what real checkpoints hold) load, each a copy of the original.
+  const Value ok = io::unpickle(bytes_of(replayed_string(100, 4000)), {}, nullptr);
+  REQUIRE(ok.size() == 4000);
+  CHECK(ok.as_list()[3999].as_string() == std::string(100, 'a'));
+
+  // The budget counts every copy, dict keys included; exactly the limit passes.
+  io::UnpickleOptions small;
+  small.max_result_bytes = 300;
+  CHECK_NOTHROW(io::unpickle(bytes_of(replayed_string(100, 3)), small, nullptr));
+  CHECK(error_of(bytes_of(replayed_string(100, 4)), small).find("max_result_bytes 300") != std::string::npos);
+  small.max_result_bytes = 5;
+  CHECK_NOTHROW(io::unpickle(bytes_of("\x80\x02}X\x05\x00\x00\x00" "abcdeK\x01s."), small, nullptr));
+  CHECK(error_of(bytes_of("\x80\x02}X\x06\x00\x00\x00" "abcdefK\x01s."), small).find("max_result_bytes") !=
+        std::string::npos);
+}
+
+TEST_CASE("unpickle: objects a pickle creates and drops cost no memory, and max_nodes bounds the rest") {
+  // README finding R4: EMPTY_LIST POP repeated. Below the default max_nodes (2 Mi) it loads, and the popped lists
+  // are freed as it goes (they once stayed until the end: ~250 bytes each).
+  auto garbage = [](size_t n) {
+    std::string s = "\x80\x02";
+    s.reserve(2 * n + 4);
+    for (size_t i = 0; i < n; ++i) s += "]0";
+    return bytes_of(s + "N.");
+  };
+  {
+    const auto many = garbage(1500000);
+    Value v = Value(1);
+    const int64_t grew = peak_growth([&] { v = io::unpickle(many, {}, nullptr); });
+    CHECK(v.is_none());
+    if (grew >= 0) CHECK_MESSAGE(grew < (int64_t{64} << 20), "grew by ", grew, " bytes");
+  }
+  // Past it (the README's 32 KB zip made 16 Mi of them and 3.4 GB): refused, in bounded memory.
+  {
+    const auto too_many = garbage(size_t{1} << 22);
+    std::string msg;
+    const int64_t grew = peak_growth([&] { msg = error_of(too_many); });
+    CHECK_MESSAGE(msg.find("more than max_nodes 2097152 objects (UnpickleOptions::max_nodes)") != std::string::npos,
+                  msg);
+    if (grew >= 0) CHECK_MESSAGE(grew < (int64_t{64} << 20), "grew by ", grew, " bytes");
+  }
+  // Objects that stay alive count too: 5 lists in a list with max_nodes 6 load, with 5 the sixth is refused.
+  const auto six = bytes_of("\x80\x02](]]]]]e.");
+  CHECK(io::unpickle(six, io::UnpickleOptions{.max_nodes = 6}, nullptr).size() == 5);
+  CHECK(error_of(six, io::UnpickleOptions{.max_nodes = 5}).find("max_nodes 5") != std::string::npos);
 }

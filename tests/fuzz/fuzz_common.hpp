@@ -39,6 +39,7 @@ inline torchlet::io::UnpickleOptions pickle_limits() {
   o.max_nodes = size_t{1} << 20;
   o.max_expansion = 64;
   o.max_total_tensor_bytes = int64_t{64} << 20;
+  o.max_result_bytes = size_t{64} << 20;
   return o;
 }
 

@@ -8,7 +8,6 @@
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <bit>
-#include <cmath>
 #include <map>
 
 #include "fuzz_common.hpp"
@@ -132,10 +131,7 @@ struct Comparer {
       case Value::Kind::Bool: if (a.as_bool() != b.as_bool()) differ("bool"); break;
       case Value::Kind::Int: if (a.as_int() != b.as_int()) differ("int"); break;
       case Value::Kind::Double:
-        // NaNs compare by kind only: the pickler memoizes equal tuples of scalars by their repr, which is 'nan'
-        // for every NaN, so a second tuple holding a NaN of another sign or payload comes back with the first's
-        // bits (README, note N2)
-        if (std::isnan(a.as_double()) && std::isnan(b.as_double())) break;
+        // bit for bit, NaN payloads and signs included (the pickler's tuple memo keys floats on their bits)
         if (std::bit_cast<uint64_t>(a.as_double()) != std::bit_cast<uint64_t>(b.as_double())) differ("float bits");
         break;
       case Value::Kind::String: if (a.as_string() != b.as_string()) differ("str"); break;

@@ -17,10 +17,10 @@
 ///    `_rebuild_tensor_v3(..., torch.<dtype>)` on a `torch.UntypedStorage` whose numel is its byte count, as
 ///    PyTorch 2.x writes them (PyTorch 1.x cannot read those dtypes at all).
 ///  * The memo follows CPython, which memoizes by object identity; a Value has no identity, so equal strings and
-///    equal tuples of scalars are written once and fetched with BINGET afterwards (what CPython does for interned
-///    strings and shared tuples such as Adam's `betas`), the same Tensor handle is written once, and size/stride
-///    tuples and storage keys are never shared — byte-for-byte what PyTorch 1.13 writes for state_dicts,
-///    optimizer state_dicts and training checkpoints.
+///    equal tuples of scalars (floats compared by their bits) are written once and fetched with BINGET afterwards
+///    (what CPython does for interned strings and shared tuples such as Adam's `betas`), the same Tensor handle is
+///    written once, and size/stride tuples and storage keys are never shared — byte-for-byte what PyTorch 1.13
+///    writes for state_dicts, optimizer state_dicts and training checkpoints.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -117,6 +117,31 @@ inline bool shareable(const Value& v, int depth = 0) {
         if (!shareable(e, depth + 1)) return false;
       return true;
     default: return false;
+  }
+}
+
+/// Appends to `out` the memo key of a shareable() value: its kind and exact contents, floats by their bits (so
+/// NaNs of another sign or payload, and 0.0 and -0.0, are never fetched for each other), strs length-prefixed.
+inline void memo_key(const Value& v, std::string& out) {
+  switch (v.kind()) {
+    case Value::Kind::None: out += 'N'; return;
+    case Value::Kind::Bool: out += v.as_bool() ? 'T' : 'F'; return;
+    case Value::Kind::Int: out += 'i' + std::to_string(v.as_int()) + ';'; return;
+    case Value::Kind::Double: {
+      const double d = v.as_double();
+      char bits[8];
+      std::memcpy(bits, &d, 8);
+      out += 'f';
+      out.append(bits, 8);
+      return;
+    }
+    case Value::Kind::String: out += 's' + std::to_string(v.as_string().size()) + ':' + v.as_string(); return;
+    case Value::Kind::Tuple:
+      out += '(';
+      for (const Value& e : v.as_list()) memo_key(e, out);
+      out += ')';
+      return;
+    default: out += '?'; return;  // not shareable: never asked
   }
 }
 
@@ -297,7 +322,7 @@ class Writer {
     const bool share = shareable(v);
     std::string key;
     if (share) {
-      key = v.repr();
+      memo_key(v, key);
       if (auto it = tuples_.find(key); it != tuples_.end()) return get(it->second);
     }
     if (items.size() > 3) op('(');

@@ -41,9 +41,16 @@ struct UnpickleOptions {
   size_t max_memo_entries = size_t{1} << 20;         ///< most memo slots (BINPUT/MEMOIZE)
   size_t max_container_size = size_t{1} << 24;       ///< most elements of one list/tuple/dict/set
   size_t max_stack = size_t{1} << 17;                ///< most items on the interpreter stack
-  size_t max_nodes = size_t{1} << 24;                ///< most Value nodes built (stops memo-replay bombs)
+  /// Most objects the pickle may create, and most values in the result. torch.save of a ResNet-152 state_dict
+  /// creates ~16,000 and of the whole model ~32,000; each live object costs ~250 bytes while loading, so the
+  /// default bounds that memory to ~0.5 GiB (popped objects nothing refers to any more are freed as it goes).
+  size_t max_nodes = size_t{1} << 21;
   size_t max_expansion = 64;  ///< most result values per pickle object, beyond 4096 (memo replay: billion laughs)
   int64_t max_total_tensor_bytes = int64_t{1} << 40;  ///< most bytes of all distinct storages together
+  /// Most bytes of str/bytes in the result, values and dict keys, counted at every place they appear: a string
+  /// stored once in the memo and fetched N times is copied N times (memo replay of a long string). Checked
+  /// before the result is built, so a refused pickle allocates nothing for it.
+  size_t max_result_bytes = size_t{256} << 20;
   bool allow_objects = true;  ///< turn unknown classes into inert dicts (needed for `torch.save(model)`)
 };
 
@@ -66,7 +73,7 @@ struct Node {
   std::vector<std::pair<NodeP, NodeP>> entries;  // Dict, Object (state)
   std::string name;                           // Global: "module.name"; Object: class; Dict: "" or OrderedDict
   NodeP attrs;                                // Dict: BUILD state; Object: non-dict BUILD state
-  int64_t depth = 1;                          // lower bound of nesting depth (checked early)
+  int64_t depth = 0;                          // lower bound of container nesting (1 for a container; checked early)
   DType dtype = kUInt8;                       // Global (storage type, dtype), Storage, Tensor
   std::unique_ptr<struct NodeExtra> x;        // Storage and Tensor only (keeps the common node small)
 };
@@ -250,11 +257,41 @@ class Machine {
 
   // ---- nodes -----------------------------------------------------------------------------------------------
   NodeP make(Node::K k) {
-    check_as(arena_.size() < o_.max_nodes, EK::Limit, "more than max_nodes ", o_.max_nodes, " objects");
+    check_as(created_ < o_.max_nodes, EK::Limit, "more than max_nodes ", o_.max_nodes,
+             " objects (UnpickleOptions::max_nodes)");
+    ++created_;
+    if (arena_.size() >= next_sweep_) sweep();
     auto n = std::make_shared<Node>();
     n->k = k;
+    // the same count the pickler uses: a container is one level, a scalar (or tensor) inside it none
+    n->depth = k == Node::K::List || k == Node::K::Tuple || k == Node::K::Dict || k == Node::K::Set ||
+                       k == Node::K::Object ? 1 : 0;
     arena_.push_back(n);
     return n;
+  }
+  /// Cuts the links of a node (so that destroying it never recurses).
+  static void unlink(Node& n) {
+    n.items.clear();
+    n.entries.clear();
+    n.attrs.reset();
+    if (n.x) n.x->base.reset();
+  }
+  /// Frees the nodes only the arena still holds (popped, and no stack slot, memo slot or other node refers to
+  /// them), so that garbage such as EMPTY_LIST POP repeated costs no memory. Each is unlinked first: every node
+  /// is in the arena, so unlinking drops no node and no destructor recurses. Amortized O(1) per node.
+  void sweep() {
+    size_t keep = 0;
+    for (size_t i = 0; i < arena_.size(); ++i) {
+      if (arena_[i].use_count() == 1) {
+        unlink(*arena_[i]);
+        arena_[i].reset();
+      } else {
+        if (keep != i) arena_[keep] = std::move(arena_[i]);
+        ++keep;
+      }
+    }
+    arena_.resize(keep);
+    next_sweep_ = std::max(kMinSweep, 2 * keep);
   }
   NodeP leaf(Value v) {
     NodeP n = make(Node::K::Leaf);
@@ -736,9 +773,9 @@ class Machine {
         check(stack_.size() == 1, "STOP with ", stack_.size(), " items on the stack (expected 1)");
         return stack_.back();
       }
-      case '(':
-        check_as(marks_.size() < static_cast<size_t>(o_.max_depth), EK::Limit, "MARKs nested deeper than max_depth ",
-                 o_.max_depth);
+      case '(':  // one MARK per container level, and two more for a tensor's arguments and persistent id
+        check_as(marks_.size() < static_cast<size_t>(o_.max_depth) + kMarkSlack, EK::Limit,
+                 "MARKs nested deeper than max_depth ", o_.max_depth, " + ", kMarkSlack);
         marks_.push_back(stack_.size());
         return nullptr;
       case '0': pop(); return nullptr;
@@ -894,7 +931,14 @@ class Machine {
   }
 
   // ---- conversion to Value (iterative) ----------------------------------------------------------------------
+  /// The result: a first walk only counts (values, depth, cycles, str bytes), so that every limit fires before
+  /// anything is copied; the second builds the Value tree.
   Value convert(const NodeP& root) {
+    (void)walk(root, false);
+    return walk(root, true);
+  }
+  /// One iterative depth-first walk from `root` checking the limits; builds the Value only when `build`.
+  Value walk(const NodeP& root, bool build) {
     struct Frame {
       const Node* n;
       Value v;
@@ -903,20 +947,32 @@ class Machine {
     };
     std::vector<Frame> frames;
     std::unordered_set<const Node*> on_path;
-    size_t built = 0;
-    const size_t expansion_cap = 4096 + o_.max_expansion * arena_.size();
+    size_t built = 0, text_bytes = 0;
+    const size_t expansion_cap = 4096 + o_.max_expansion * created_;
     Value result;
-    auto open = [&](const Node* n) -> bool {  // true when n needs a frame; else its value is in `leaf_out`
+    auto open = [&](const Node* n) -> bool {  // true when n needs a frame; else its value comes from scalar()
       check_as(++built <= o_.max_nodes, EK::Limit, "result has more than max_nodes ", o_.max_nodes, " values");
       check_as(built <= expansion_cap, EK::Limit, "result would hold more than ", expansion_cap, " values from ",
-               arena_.size(), " pickle objects (memo replay bomb; max_expansion ", o_.max_expansion, ")");
+               created_, " pickle objects (memo replay bomb; max_expansion ", o_.max_expansion, ")");
       return n->k == Node::K::List || n->k == Node::K::Tuple || n->k == Node::K::Set || n->k == Node::K::Dict ||
              n->k == Node::K::Object;
     };
+    auto count_text = [&](size_t n) {
+      text_bytes += n;
+      check_as(text_bytes <= o_.max_result_bytes, EK::Limit, "result would hold more than max_result_bytes ",
+               o_.max_result_bytes, " bytes of str/bytes (a long string fetched from the memo again and again?); ",
+               "raise UnpickleOptions::max_result_bytes to load it");
+    };
     auto scalar = [&](const Node* n) -> Value {
-      if (n->k == Node::K::Leaf) return n->leaf;
-      if (n->k == Node::K::Global) return Value(n->name);
-      if (n->k == Node::K::Tensor) return tensor_value(const_cast<Node&>(*n));
+      if (n->k == Node::K::Leaf) {
+        if (n->leaf.is_string()) count_text(n->leaf.as_string().size());
+        return build ? n->leaf : Value();
+      }
+      if (n->k == Node::K::Global) {
+        count_text(n->name.size());
+        return build ? Value(n->name) : Value();
+      }
+      if (n->k == Node::K::Tensor) return build ? tensor_value(const_cast<Node&>(*n)) : Value();
       fail_as(EK::Format, "a bare storage '", n->x->key, "' outside a tensor is not supported");
     };
     auto start = [&](const Node* n) {
@@ -925,15 +981,19 @@ class Machine {
       check_as(on_path.insert(n).second, EK::Limit,
                "recursive (self-containing) structure is not supported (infinitely deep)");
       Frame f{n, Value(), 0, Value()};
-      if (n->k == Node::K::List || n->k == Node::K::Set) f.v = Value::list();
-      else if (n->k == Node::K::Tuple) f.v = Value::tuple();
-      else {
-        f.v = Value(ValueDict());
-        if (n->k == Node::K::Object) f.v.as_dict().set(Value("__class__"), Value(n->name));
+      if (n->k == Node::K::Object) count_text(n->name.size());
+      if (build) {
+        if (n->k == Node::K::List || n->k == Node::K::Set) f.v = Value::list();
+        else if (n->k == Node::K::Tuple) f.v = Value::tuple();
+        else {
+          f.v = Value(ValueDict());
+          if (n->k == Node::K::Object) f.v.as_dict().set(Value("__class__"), Value(n->name));
+        }
       }
       frames.push_back(std::move(f));
     };
     auto deliver = [&](Value v) {
+      if (!build) return;
       if (frames.empty()) {
         result = std::move(v);
         return;
@@ -998,14 +1058,12 @@ class Machine {
     memo_.clear();
     none_.reset();
     storages_.clear();
-    for (auto& n : arena_) {
-      n->items.clear();
-      n->entries.clear();
-      n->attrs.reset();
-      if (n->x) n->x->base.reset();
-    }
+    for (auto& n : arena_) unlink(*n);
     arena_.clear();
   }
+
+  static constexpr size_t kMinSweep = size_t{1} << 16;  // arena size below which sweep() is not worth it
+  static constexpr size_t kMarkSlack = 8;                // MARKs allowed beyond max_depth (tensor arguments)
 
   std::span<const uint8_t> b_;
   const UnpickleOptions& o_;
@@ -1017,7 +1075,9 @@ class Machine {
   std::vector<NodeP> memo_;  // slot i: the object stored at memo index i (null: never stored)
   size_t memo_count_ = 0;     // slots stored (MEMOIZE's next index)
   std::unordered_map<std::string, NodeP> storages_;
-  std::vector<NodeP> arena_;
+  std::vector<NodeP> arena_;  // every node not yet swept (see sweep())
+  size_t created_ = 0;        // nodes made so far (checked against max_nodes)
+  size_t next_sweep_ = kMinSweep;
   NodeP none_;
   int64_t total_bytes_ = 0;
 };
@@ -1062,10 +1122,20 @@ inline std::string pickled_class(const Value& v) {
 /// The state_dict of a pickled whole module (`torch.save(model)`): an ordered dict of dotted keys -> tensors,
 /// walking `_parameters`, then persistent `_buffers` (skipping `_non_persistent_buffers_set` and None entries),
 /// then `_modules` recursively, as Module.state_dict() orders them. Iterative; raises ValueError when `module`
-/// is not a pickled module object.
+/// is not a pickled module object, or naming the key and where it is when a name is not a str.
 inline Value module_state_dict(const Value& module) {
   TORCHLET_CHECK(!pickled_class(module).empty() && module.contains(Value("_modules")), ValueError,
                  "[unpickle] module_state_dict: the value is not a pickled torch.nn.Module object");
+  // The name `k` of an entry of `prefix` + `table` (e.g. "layer1.0." + "_parameters"), which must be a str.
+  auto name = [](const Value& k, const std::string& prefix, const char* table) -> const std::string& {
+    if (!k.is_string()) {
+      const std::string owner =
+          prefix.empty() ? std::string("the module's ") : "module '" + prefix.substr(0, prefix.size() - 1) + "' ";
+      TORCHLET_THROW(ValueError, "[unpickle] module_state_dict: key ", k.repr().substr(0, 200), " in ", owner, table,
+                     ": expected a str, got ", k.kind_name());
+    }
+    return k.as_string();
+  };
   ValueDict out;
   struct Item {
     const Value* m;
@@ -1078,19 +1148,20 @@ inline Value module_state_dict(const Value& module) {
     const Value& m = *it.m;
     if (const Value* p = m.find(Value("_parameters")); p && p->is_dict())
       for (const auto& [k, v] : p->as_dict())
-        if (v.is_tensor()) out.set(Value(it.prefix + k.as_string()), v);
+        if (v.is_tensor()) out.set(Value(it.prefix + name(k, it.prefix, "_parameters")), v);
     std::vector<std::string> skip;
     if (const Value* np = m.find(Value("_non_persistent_buffers_set")); np && np->is_sequence())
       for (const auto& s : np->as_list())
         if (s.is_string()) skip.push_back(s.as_string());
     if (const Value* b = m.find(Value("_buffers")); b && b->is_dict())
       for (const auto& [k, v] : b->as_dict())
-        if (v.is_tensor() && std::find(skip.begin(), skip.end(), k.as_string()) == skip.end())
+        if (v.is_tensor() && std::find(skip.begin(), skip.end(), name(k, it.prefix, "_buffers")) == skip.end())
           out.set(Value(it.prefix + k.as_string()), v);
     if (const Value* mods = m.find(Value("_modules")); mods && mods->is_dict()) {
       const auto& e = mods->as_dict().entries();
       for (auto r = e.rbegin(); r != e.rend(); ++r)  // reversed, so the stack pops them in order
-        if (r->second.is_dict()) todo.push_back({&r->second, it.prefix + r->first.as_string() + "."});
+        if (r->second.is_dict())
+          todo.push_back({&r->second, it.prefix + name(r->first, it.prefix, "_modules") + "."});
     }
   }
   return Value(std::move(out));

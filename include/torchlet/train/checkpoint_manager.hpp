@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,12 @@ struct ResumedCheckpoint {
   std::string path;                   ///< the file it came from
   std::vector<std::string> skipped;   ///< "FILE: reason" for each damaged file passed over
 };
+
+/// Test seam of CheckpointManager: called before each step of each atomic write with the file name in the folder
+/// ("epoch_0003.pth", ".torchlet-checkpoints", "last.pth", "model_best.pth"), the step and how many times that
+/// step ran before in that write (see io::FaultHook); returning an errno value (e.g. EIO) makes the step fail
+/// with it, 0 lets it run.
+using CheckpointFaultHook = std::function<int(const std::string& file, io::FileStep step, uint64_t index)>;
 
 /// Writes and prunes a run's checkpoints in `dir`.
 class CheckpointManager {
@@ -72,7 +79,7 @@ class CheckpointManager {
       o.verify_crc = true;
       (void)torchlet::load_from_bytes(bytes, o);
     }
-    io::write_file_atomic(path(name), bytes);
+    write_atomic(name, bytes);
     try {
       verify(path(name));
     } catch (...) {
@@ -81,8 +88,8 @@ class CheckpointManager {
     }
     if (std::find(manifest_.begin(), manifest_.end(), name) == manifest_.end()) manifest_.push_back(name);
     write_manifest();
-    io::write_file_atomic(path("last.pth"), bytes);
-    if (is_best) io::write_file_atomic(path("model_best.pth"), bytes);
+    write_atomic("last.pth", bytes);
+    if (is_best) write_atomic("model_best.pth", bytes);
     prune();
     return path(name);
   }
@@ -117,6 +124,9 @@ class CheckpointManager {
 
   /// The epoch files this manager wrote that still exist, oldest first.
   std::vector<std::string> epoch_files() const { return manifest_; }
+
+  /// For tests: injects failures into the atomic writes of save() (see CheckpointFaultHook); empty to stop.
+  void set_fault_hook(CheckpointFaultHook hook) { fault_ = std::move(hook); }
 
  private:
   static Value load_verified(const std::string& file) {
@@ -153,8 +163,14 @@ class CheckpointManager {
   void write_manifest() const {
     std::string text;
     for (const auto& n : manifest_) text += n + "\n";
-    io::write_file_atomic(path(".torchlet-checkpoints"),
-                          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+    write_atomic(".torchlet-checkpoints",
+                 std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  }
+  /// Replaces `dir/name` atomically and durably with `bytes`, through the fault hook when one is set.
+  void write_atomic(const std::string& name, std::span<const uint8_t> bytes) const {
+    io::AtomicFileOptions o;
+    if (fault_) o.fault = [this, name](io::FileStep step, uint64_t index) { return fault_(name, step, index); };
+    io::write_file_atomic(path(name), bytes, o);
   }
   void prune() {
     std::sort(manifest_.begin(), manifest_.end(), older);
@@ -169,6 +185,7 @@ class CheckpointManager {
   std::string dir_;
   int keep_;
   std::vector<std::string> manifest_;
+  CheckpointFaultHook fault_;
 };
 
 }  // namespace torchlet::train
