@@ -21,9 +21,13 @@ namespace detail {
 inline Tensor add_gradients(const Tensor& a, const Tensor& b) {
   TORCHLET_CHECK(a.sizes() == b.sizes(), Error, "[autograd] gradients of shapes ", shape_str(a.sizes()), " and ",
                  shape_str(b.sizes()), " flow into the same tensor");
-  torchlet::detail::check_cpu(a, "autograd");
   const Tensor bb = b.to(a.dtype());
-  Tensor out = empty(a.sizes(), a.dtype());
+  Tensor out = empty(a.sizes(), TensorOptions(a.dtype(), a.device()));
+  if (!a.is_cpu()) {
+    const Device dev = torchlet::detail::op_device("autograd", a, bb);
+    if (out.numel() > 0) device_kernels(dev, "autograd").binary(BinaryOp::Add, out, a, bb, 1);
+    return out;
+  }
   torchlet::detail::dispatch_floating(a.dtype(), "autograd", [&]<class T>() {
     using M = torchlet::detail::opmath_t<T>;
     cpu::map_elements<T, T, T>(out, [](T x, T y) { return T(M(x) + M(y)); }, a, bb);

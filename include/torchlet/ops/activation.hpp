@@ -17,12 +17,12 @@ inline DType softmax_backward_dtype(DType t) { return t == kFloat16 || t == kBFl
 /// softmax / log_softmax: checks, then the CPU kernel into a new contiguous tensor of x's dtype.
 inline Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
-  check_cpu(x, op);
   TORCHLET_CHECK(x.is_floating_point(), DTypeError, "[", op, "] expected a floating point dtype (float16, bfloat16, "
                  "float32, float64), got ", x.dtype());
   dim = wrap_dim(dim, x.dim(), op);
-  Tensor out = empty(x.sizes(), x.dtype());
-  cpu::softmax_into(out, x, dim, log);
+  Tensor out = empty(x.sizes(), TensorOptions(x.dtype(), x.device()));
+  if (x.is_cpu()) cpu::softmax_into(out, x, dim, log);
+  else if (out.numel() > 0) device_kernels(x.device(), op).softmax(out, x, dim, log);
   // backward from the saved output y (16-bit floats in float32):
   // softmax: y * (g - sum(g * y)); log_softmax: g - exp(y) * sum(g)
   return recorded(op, {x}, out, [so = SavedTensor(out), dim, log](const TensorList& g, const Needs&) {

@@ -41,15 +41,17 @@ inline DType result_type(const Tensor& t, const Scalar& s) {
 
 namespace detail {
 // The operands converted to `compute` and broadcast to a common shape (views, no copy when the dtype fits).
+// `device` is where the op computes (see op_device); 0-dim CPU operands of a device op are moved there.
 struct Broadcast2 {
   Tensor a, b;
   Shape shape;
+  Device device;
 };
 inline Broadcast2 broadcast_pair(const char* op, const Tensor& a, const Tensor& b, DType compute) {
-  check_cpu(a, op);
-  check_cpu(b, op);
+  const Device dev = op_device(op, a, b);
   Shape shape = broadcast_shapes(a.sizes(), b.sizes(), op);
-  return {a.to(compute).expand(shape), b.to(compute).expand(shape), shape};
+  if (dev.is_cpu()) return {a.to(compute).expand(shape), b.to(compute).expand(shape), shape, dev};
+  return {on_device(a, dev).to(compute).expand(shape), on_device(b, dev).to(compute).expand(shape), shape, dev};
 }
 
 // The layout of an elementwise result of `shape`: that of the first operand of that very shape (an operand that is
@@ -61,11 +63,17 @@ inline MemoryFormat result_format(const Shape& shape, const Tensor& a, const Ten
 }
 
 // out = f(a, b) computed in opmath of `compute`; the result has dtype `compute`, or bool when `to_bool`.
+// Off the CPU, the device computes `kind` (with `alpha` for Add / Sub) instead of f.
 template <class F>
-Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, DType compute, bool to_bool, const F& f) {
+Tensor binary_op(const char* op, BinaryOp kind, const Tensor& a, const Tensor& b, DType compute, bool to_bool,
+                 const F& f, const Scalar& alpha = 1) {
   autograd::NoGradGuard untracked;  // callers record the op as a whole
   auto in = broadcast_pair(op, a, b, compute);
-  Tensor out = empty(in.shape, to_bool ? kBool : compute, result_format(in.shape, a, b));
+  Tensor out = empty(in.shape, TensorOptions(to_bool ? kBool : compute, in.device), result_format(in.shape, a, b));
+  if (!in.device.is_cpu()) {
+    if (out.numel() > 0) device_kernels(in.device, op).binary(kind, out, in.a, in.b, alpha);
+    return out;
+  }
   dispatch_all(compute, op, [&]<class T>() {
     using M = opmath_t<T>;
     if (to_bool) cpu::map_elements<bool, T, T>(out, [&f](T x, T y) { return static_cast<bool>(f(M(x), M(y))); }, in.a, in.b);
@@ -74,13 +82,17 @@ Tensor binary_op(const char* op, const Tensor& a, const Tensor& b, DType compute
   return out;
 }
 
-// out = f(x, s) for a tensor and a scalar, computed in opmath of `compute`.
+// out = f(x, s) for a tensor and a scalar, computed in opmath of `compute` (off the CPU: `kind`).
 template <class F>
-Tensor scalar_op(const char* op, const Tensor& t, const Scalar& s, DType compute, bool to_bool, const F& f) {
+Tensor scalar_op(const char* op, BinaryOp kind, const Tensor& t, const Scalar& s, DType compute, bool to_bool,
+                 const F& f) {
   autograd::NoGradGuard untracked;  // callers record the op as a whole
-  check_cpu(t, op);
   const Tensor x = t.to(compute);
-  Tensor out = empty(t.sizes(), to_bool ? kBool : compute, result_format(t.sizes(), t));
+  Tensor out = empty(t.sizes(), TensorOptions(to_bool ? kBool : compute, t.device()), result_format(t.sizes(), t));
+  if (!t.is_cpu()) {
+    if (out.numel() > 0) device_kernels(t.device(), op).binary_scalar(kind, out, x, s);
+    return out;
+  }
   dispatch_all(compute, op, [&]<class T>() {
     using M = opmath_t<T>;
     const M v = static_cast<M>(s.to<T>());  // the number is first cast to the result dtype, as PyTorch does
@@ -90,13 +102,16 @@ Tensor scalar_op(const char* op, const Tensor& t, const Scalar& s, DType compute
   return out;
 }
 
-// out = f(x) elementwise, computed in opmath of `compute` (the input is converted first).
+// out = f(x) elementwise, computed in opmath of `compute` (the input is converted first; off the CPU: `kind`).
 template <class F>
-Tensor unary_op(const char* op, const Tensor& t, DType compute, const F& f) {
+Tensor unary_op(const char* op, UnaryOp kind, const Tensor& t, DType compute, const F& f) {
   autograd::NoGradGuard untracked;  // callers record the op as a whole
-  check_cpu(t, op);
   const Tensor x = t.to(compute);
-  Tensor out = empty(t.sizes(), compute, result_format(t.sizes(), t));
+  Tensor out = empty(t.sizes(), TensorOptions(compute, t.device()), result_format(t.sizes(), t));
+  if (!t.is_cpu()) {
+    if (out.numel() > 0) device_kernels(t.device(), op).unary(kind, out, x);
+    return out;
+  }
   dispatch_all(compute, op, [&]<class T>() {
     using M = opmath_t<T>;
     cpu::map_elements<T, T>(out, [&f](T v) { return convert<T>(f(M(v))); }, x);
@@ -182,10 +197,10 @@ inline Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha = 1) {
   const DType t = result_type(a, b);
   detail::check_alpha("add", t, alpha);
   Tensor out = alpha.to<double>() == 1
-                   ? detail::binary_op("add", a, b, t, false, [](auto x, auto y) { return x + y; })
-                   : detail::binary_op("add", a, b, t, false, [alpha](auto x, auto y) {
+                   ? detail::binary_op("add", BinaryOp::Add, a, b, t, false, [](auto x, auto y) { return x + y; })
+                   : detail::binary_op("add", BinaryOp::Add, a, b, t, false, [alpha](auto x, auto y) {
                        return x + alpha.to<decltype(y)>() * y;
-                     });
+                     }, alpha);
   return detail::recorded("add", {a, b}, out, [sa = a.sizes(), sb = b.sizes(), alpha](const detail::TensorList& g,
                                                                                       const detail::Needs& need) {
     return detail::TensorList{need[0] ? sum_to(g[0], sa) : Tensor(),
@@ -198,7 +213,7 @@ inline Tensor add(const Tensor& t, const Scalar& s, const Scalar& alpha = 1) {
   detail::check_alpha("add", r, alpha);
   const double prod = s.to<double>() * alpha.to<double>();
   const Scalar v = is_floating_point(r) ? Scalar(prod) : Scalar(s.to<int64_t>() * alpha.to<int64_t>());
-  return detail::recorded("add", {t}, detail::scalar_op("add", t, v, r, false, [](auto x, auto y) { return x + y; }),
+  return detail::recorded("add", {t}, detail::scalar_op("add", BinaryOp::Add, t, v, r, false, [](auto x, auto y) { return x + y; }),
                           [](const detail::TensorList& g, const detail::Needs&) { return g; });
 }
 /// a - alpha * b.
@@ -207,9 +222,9 @@ inline Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha = 1) {
                  "[sub] subtraction with two bool tensors is not supported; use logical_xor");
   const DType t = result_type(a, b);
   detail::check_alpha("sub", t, alpha);
-  Tensor out = detail::binary_op("sub", a, b, t, false, [alpha](auto x, auto y) {
+  Tensor out = detail::binary_op("sub", BinaryOp::Sub, a, b, t, false, [alpha](auto x, auto y) {
     return x - alpha.to<decltype(y)>() * y;
-  });
+  }, alpha);
   return detail::recorded("sub", {a, b}, out, [sa = a.sizes(), sb = b.sizes(), alpha](const detail::TensorList& g,
                                                                                       const detail::Needs& need) {
     return detail::TensorList{need[0] ? sum_to(g[0], sa) : Tensor(),
@@ -222,12 +237,12 @@ inline Tensor sub(const Tensor& t, const Scalar& s, const Scalar& alpha = 1) {
   detail::check_alpha("sub", r, alpha);
   const Scalar v = is_floating_point(r) ? Scalar(s.to<double>() * alpha.to<double>())
                                         : Scalar(s.to<int64_t>() * alpha.to<int64_t>());
-  return detail::recorded("sub", {t}, detail::scalar_op("sub", t, v, r, false, [](auto x, auto y) { return x - y; }),
+  return detail::recorded("sub", {t}, detail::scalar_op("sub", BinaryOp::Sub, t, v, r, false, [](auto x, auto y) { return x - y; }),
                           [](const detail::TensorList& g, const detail::Needs&) { return g; });
 }
 /// a * b.
 inline Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_op("mul", a, b, result_type(a, b), false, [](auto x, auto y) { return x * y; });
+  Tensor out = detail::binary_op("mul", BinaryOp::Mul, a, b, result_type(a, b), false, [](auto x, auto y) { return x * y; });
   return detail::recorded("mul", {a, b}, out,
                           [sa = detail::SavedTensor(a), sb = detail::SavedTensor(b)](const detail::TensorList& g,
                                                                                      const detail::Needs& need) {
@@ -238,7 +253,7 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
 }
 /// t * s.
 inline Tensor mul(const Tensor& t, const Scalar& s) {
-  return detail::recorded("mul", {t}, detail::scalar_op("mul", t, s, result_type(t, s), false,
+  return detail::recorded("mul", {t}, detail::scalar_op("mul", BinaryOp::Mul, t, s, result_type(t, s), false,
                                                         [](auto x, auto y) { return x * y; }),
                           [s](const detail::TensorList& g, const detail::Needs&) {
                             return detail::TensorList{mul(g[0], s)};
@@ -274,6 +289,9 @@ inline M divide(M x, M y, std::string_view mode) {
     }
   }
 }
+inline BinaryOp div_kind(std::string_view mode) {
+  return mode == "trunc" ? BinaryOp::DivTrunc : mode == "floor" ? BinaryOp::DivFloor : BinaryOp::Div;
+}
 inline DType div_type(DType promoted, std::string_view mode) {
   TORCHLET_CHECK(mode.empty() || mode == "trunc" || mode == "floor", ValueError,
                  "[div] expected rounding_mode to be one of \"\", \"trunc\" or \"floor\", got \"", mode, "\"");
@@ -284,7 +302,7 @@ inline DType div_type(DType promoted, std::string_view mode) {
 /// a / b: true division (integers give float32), or rounded with rounding_mode "trunc" or "floor".
 inline Tensor div(const Tensor& a, const Tensor& b, std::string_view rounding_mode = "") {
   const DType t = detail::div_type(result_type(a, b), rounding_mode);
-  Tensor out = detail::binary_op("div", a, b, t, false, [rounding_mode](auto x, auto y) {
+  Tensor out = detail::binary_op("div", detail::div_kind(rounding_mode), a, b, t, false, [rounding_mode](auto x, auto y) {
     return detail::divide(x, y, rounding_mode);
   });
   if (!rounding_mode.empty()) return out;  // piecewise constant: no gradient, like PyTorch's zero grad
@@ -301,7 +319,7 @@ inline Tensor div(const Tensor& a, const Tensor& b, std::string_view rounding_mo
 /// t / s, with the same rounding modes.
 inline Tensor div(const Tensor& t, const Scalar& s, std::string_view rounding_mode = "") {
   const DType r = detail::div_type(result_type(t, s), rounding_mode);
-  Tensor out = detail::scalar_op("div", t, s, r, false, [rounding_mode](auto x, auto y) {
+  Tensor out = detail::scalar_op("div", detail::div_kind(rounding_mode), t, s, r, false, [rounding_mode](auto x, auto y) {
     return detail::divide(x, y, rounding_mode);
   });
   if (!rounding_mode.empty()) return out;
@@ -337,12 +355,12 @@ inline Tensor& div_(Tensor& self, const Scalar& s) { return detail::assign_inpla
 inline Tensor neg(const Tensor& t) {
   TORCHLET_CHECK(t.dtype() != kBool, DTypeError,
                  "[neg] negation, the `-` operator, on a bool tensor is not supported; use logical_not");
-  return detail::recorded("neg", {t}, detail::unary_op("neg", t, t.dtype(), [](auto x) { return -x; }),
+  return detail::recorded("neg", {t}, detail::unary_op("neg", UnaryOp::Neg, t, t.dtype(), [](auto x) { return -x; }),
                           [](const detail::TensorList& g, const detail::Needs&) { return detail::TensorList{neg(g[0])}; });
 }
 /// |t|.
 inline Tensor abs(const Tensor& t) {
-  Tensor out = detail::unary_op("abs", t, t.dtype(), [](auto x) {
+  Tensor out = detail::unary_op("abs", UnaryOp::Abs, t, t.dtype(), [](auto x) {
     if constexpr (std::is_same_v<decltype(x), bool>) return x;
     else return x < 0 ? static_cast<decltype(x)>(-x) : x == 0 ? static_cast<decltype(x)>(0) : x;
   });
@@ -353,21 +371,21 @@ inline Tensor abs(const Tensor& t) {
 }
 /// e^t (integer inputs give float32).
 inline Tensor exp(const Tensor& t) {
-  Tensor out = detail::unary_op("exp", t, detail::float_result(t.dtype()), [](auto x) { return std::exp(x); });
+  Tensor out = detail::unary_op("exp", UnaryOp::Exp, t, detail::float_result(t.dtype()), [](auto x) { return std::exp(x); });
   return detail::recorded("exp", {t}, out, [so = detail::SavedTensor(out)](const detail::TensorList& g, const detail::Needs&) {
     return detail::TensorList{mul(g[0], so.get())};
   });
 }
 /// Natural logarithm (negative -> nan, 0 -> -inf).
 inline Tensor log(const Tensor& t) {
-  Tensor out = detail::unary_op("log", t, detail::float_result(t.dtype()), [](auto x) { return std::log(x); });
+  Tensor out = detail::unary_op("log", UnaryOp::Log, t, detail::float_result(t.dtype()), [](auto x) { return std::log(x); });
   return detail::recorded("log", {t}, out, [st = detail::SavedTensor(t)](const detail::TensorList& g, const detail::Needs&) {
     return detail::TensorList{div(g[0], st.get())};
   });
 }
 /// Square root (negative -> nan).
 inline Tensor sqrt(const Tensor& t) {
-  Tensor out = detail::unary_op("sqrt", t, detail::float_result(t.dtype()), [](auto x) { return std::sqrt(x); });
+  Tensor out = detail::unary_op("sqrt", UnaryOp::Sqrt, t, detail::float_result(t.dtype()), [](auto x) { return std::sqrt(x); });
   return detail::recorded("sqrt", {t}, out, [so = detail::SavedTensor(out)](const detail::TensorList& g, const detail::Needs&) {
     return detail::TensorList{div(g[0], mul(so.get(), 2))};
   });
@@ -375,7 +393,7 @@ inline Tensor sqrt(const Tensor& t) {
 /// max(t, 0), keeping NaN.
 inline Tensor relu(const Tensor& t) {
   TORCHLET_CHECK(t.dtype() != kBool, DTypeError, "[relu] not implemented for bool tensors");
-  Tensor out = detail::unary_op("relu", t, t.dtype(), [](auto x) {
+  Tensor out = detail::unary_op("relu", UnaryOp::Relu, t, t.dtype(), [](auto x) {
     if constexpr (std::is_same_v<decltype(x), bool>) return x;  // not reached: refused above
     else return x < 0 ? static_cast<decltype(x)>(0) : x;
   });
@@ -391,7 +409,7 @@ inline Tensor pow(const Tensor& t, const Scalar& exponent) {
   const DType r = result_type(t, exponent);
   if (!is_floating_point(r)) {
     TORCHLET_CHECK(exponent.to<int64_t>() >= 0, ValueError, "[pow] integers to negative integer powers are not allowed");
-    return detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto e) {
+    return detail::scalar_op("pow", BinaryOp::Pow, t, exponent, r, false, [](auto x, auto e) {
       using M = decltype(x);
       if constexpr (std::is_same_v<M, bool>) return e == 0 ? true : x;
       else if constexpr (std::is_integral_v<M>) return detail::int_pow<M>(x, e);
@@ -399,9 +417,9 @@ inline Tensor pow(const Tensor& t, const Scalar& exponent) {
     });
   }
   const double e = exponent.to<double>();
-  Tensor out = e == 2     ? detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return x * x; })
-               : e == 0.5 ? detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto) { return std::sqrt(x); })
-                          : detail::scalar_op("pow", t, exponent, r, false, [](auto x, auto y) { return std::pow(x, y); });
+  Tensor out = e == 2     ? detail::scalar_op("pow", BinaryOp::Pow, t, exponent, r, false, [](auto x, auto) { return x * x; })
+               : e == 0.5 ? detail::scalar_op("pow", BinaryOp::Pow, t, exponent, r, false, [](auto x, auto) { return std::sqrt(x); })
+                          : detail::scalar_op("pow", BinaryOp::Pow, t, exponent, r, false, [](auto x, auto y) { return std::pow(x, y); });
   return detail::recorded("pow", {t}, out, [st = detail::SavedTensor(t), e](const detail::TensorList& g,
                                                                             const detail::Needs&) {
     if (e == 0) return detail::TensorList{mul(g[0], 0)};
@@ -411,7 +429,7 @@ inline Tensor pow(const Tensor& t, const Scalar& exponent) {
 /// base ** exponent elementwise, broadcast and promoted.
 inline Tensor pow(const Tensor& base, const Tensor& exponent) {
   const DType r = result_type(base, exponent);
-  Tensor out = detail::binary_op("pow", base, exponent, r, false, [](auto x, auto y) {
+  Tensor out = detail::binary_op("pow", BinaryOp::Pow, base, exponent, r, false, [](auto x, auto y) {
     using M = decltype(x);
     if constexpr (std::is_same_v<M, bool>) return y ? x : true;
     else if constexpr (std::is_integral_v<M>) {
@@ -441,8 +459,10 @@ inline Tensor clamp(const Tensor& t, std::optional<Scalar> min, std::optional<Sc
   if (max) r = detail::combine_categories(r, max->default_dtype());
   TORCHLET_CHECK(r != kBool, DTypeError, "[clamp] not implemented for bool tensors");
   const Tensor x = t.detach().to(r);
-  Tensor out = empty(t.sizes(), r);
-  detail::dispatch_all(r, "clamp", [&]<class T>() {
+  Tensor out = empty(t.sizes(), TensorOptions(r, t.device()));
+  if (!t.is_cpu()) {
+    if (out.numel() > 0) device_kernels(t.device(), "clamp").clamp(out, x, min, max);
+  } else detail::dispatch_all(r, "clamp", [&]<class T>() {
     using M = detail::opmath_t<T>;
     const bool has_lo = min.has_value(), has_hi = max.has_value();
     const M lo = has_lo ? min->to<M>() : M(0), hi = has_hi ? max->to<M>() : M(0);
@@ -457,7 +477,7 @@ inline Tensor clamp(const Tensor& t, std::optional<Scalar> min, std::optional<Sc
   return detail::recorded("clamp", {t}, out, [st = detail::SavedTensor(t), min, max](const detail::TensorList& g,
                                                                                     const detail::Needs&) {
     const Tensor x = st.get();  // the gradient passes where min <= x <= max
-    Tensor pass = ones(x.sizes(), kBool);
+    Tensor pass = ones(x.sizes(), TensorOptions(kBool, x.device()));
     if (min) pass = where(lt(x, *min), false, pass);
     if (max) pass = where(gt(x, *max), false, pass);
     return detail::TensorList{where(pass, g[0], 0)};
@@ -470,35 +490,39 @@ inline Tensor maximum(const Tensor& a, const Tensor& b);
 inline Tensor minimum(const Tensor& a, const Tensor& b);
 
 // ---- comparisons (bool results) --------------------------------------------------------------------
-#define TORCHLET_COMPARISON(name, expr)                                                                     \
+#define TORCHLET_COMPARISON(name, kind, expr)                                                                     \
   /** Elementwise a expr b as a bool tensor, broadcast and compared in the promoted dtype. */              \
   inline Tensor name(const Tensor& a, const Tensor& b) {                                                   \
-    return detail::binary_op(#name, a, b, result_type(a, b), true, [](auto x, auto y) { return x expr y; }); \
+    return detail::binary_op(#name, BinaryOp::kind, a, b, result_type(a, b), true, [](auto x, auto y) { return x expr y; }); \
   }                                                                                                         \
   /** Elementwise t expr s as a bool tensor. */                                                            \
   inline Tensor name(const Tensor& t, const Scalar& s) {                                                   \
-    return detail::scalar_op(#name, t, s, result_type(t, s), true, [](auto x, auto y) { return x expr y; }); \
+    return detail::scalar_op(#name, BinaryOp::kind, t, s, result_type(t, s), true, [](auto x, auto y) { return x expr y; }); \
   }
-TORCHLET_COMPARISON(eq, ==)
-TORCHLET_COMPARISON(ne, !=)
-TORCHLET_COMPARISON(lt, <)
-TORCHLET_COMPARISON(le, <=)
-TORCHLET_COMPARISON(gt, >)
-TORCHLET_COMPARISON(ge, >=)
+TORCHLET_COMPARISON(eq, Eq, ==)
+TORCHLET_COMPARISON(ne, Ne, !=)
+TORCHLET_COMPARISON(lt, Lt, <)
+TORCHLET_COMPARISON(le, Le, <=)
+TORCHLET_COMPARISON(gt, Gt, >)
+TORCHLET_COMPARISON(ge, Ge, >=)
 #undef TORCHLET_COMPARISON
 
 /// Elementwise `cond ? a : b`, all three broadcast together; cond must be bool.
 inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   TORCHLET_CHECK(cond.dtype() == kBool, DTypeError, "[where] expected condition to be a bool tensor, got ", cond.dtype());
-  detail::check_cpu(cond, "where");
   const DType r = result_type(a, b);
   Tensor out;
   {
     autograd::NoGradGuard untracked;
+    const Device dev = detail::op_device("where", cond, a, b);
     auto ab = detail::broadcast_pair("where", a, b, r);
     const Shape shape = broadcast_shapes(cond.sizes(), ab.shape, "where");
-    out = empty(shape, r);
-    detail::dispatch_all(r, "where", [&]<class T>() {
+    out = empty(shape, TensorOptions(r, dev));
+    if (!dev.is_cpu()) {
+      if (out.numel() > 0)
+        device_kernels(dev, "where").where(out, detail::on_device(cond, dev).expand(shape), ab.a.expand(shape),
+                                           ab.b.expand(shape));
+    } else detail::dispatch_all(r, "where", [&]<class T>() {
       cpu::map_elements<T, bool, T, T>(out, [](bool c, T x, T y) { return c ? x : y; }, cond.expand(shape),
                                        ab.a.expand(shape), ab.b.expand(shape));
     });
@@ -523,7 +547,7 @@ namespace detail {
 // maximum / minimum: the gradient goes to the chosen operand, split evenly on ties (as PyTorch).
 template <class Pick>
 Tensor extremum(const char* op, const Tensor& a, const Tensor& b, const Pick& pick, bool is_max) {
-  Tensor out = binary_op(op, a, b, result_type(a, b), false, pick);
+  Tensor out = binary_op(op, is_max ? BinaryOp::Maximum : BinaryOp::Minimum, a, b, result_type(a, b), false, pick);
   return recorded(op, {a, b}, out, [sa = SavedTensor(a), sb = SavedTensor(b), is_max](const TensorList& g,
                                                                                        const Needs& need) {
     const Tensor x = sa.get(), y = sb.get();

@@ -13,11 +13,12 @@ namespace detail {
 /// "2x3" for an error message.
 inline std::string matrix_str(int64_t rows, int64_t cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
 
-/// Checks that both operands are on the CPU, share a dtype and that dtype has a matmul kernel.
+/// Checks that both operands are on one device (0-dim ones aside, none are), share a dtype and that dtype has a
+/// matmul kernel.
 inline void check_matmul_operands(const Tensor& a, const Tensor& b, const char* op) {
   TORCHLET_CHECK(a.defined() && b.defined(), ValueError, "[", op, "] undefined operand");
-  check_cpu(a, op);
-  check_cpu(b, op);
+  TORCHLET_CHECK(a.device() == b.device(), DeviceError, "[", op, "] expected all tensors to be on the same device, "
+                 "but found at least two devices, ", a.device(), " and ", b.device());
   TORCHLET_CHECK(a.dtype() == b.dtype(), DTypeError, "[", op, "] expected both operands to have the same dtype, got ",
                  a.dtype(), " and ", b.dtype());
   TORCHLET_CHECK(a.dtype() != kBool && has_kernels(a.dtype()), DTypeError, "[", op, "] not implemented for ",
@@ -31,7 +32,9 @@ inline DType matmul_compute_dtype(DType t) { return t == kFloat16 || t == kBFloa
 inline void matmul_compute(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha,
                            const Scalar& beta) {
   const DType ct = matmul_compute_dtype(a.dtype());
-  cpu::matmul_into(out, a.dtype() == ct ? a : a.to(ct), b.dtype() == ct ? b : b.to(ct), alpha, beta);
+  const Tensor a2 = a.dtype() == ct ? a : a.to(ct), b2 = b.dtype() == ct ? b : b.to(ct);
+  if (out.is_cpu()) cpu::matmul_into(out, a2, b2, alpha, beta);
+  else if (out.numel() > 0) device_kernels(out.device(), "matmul").matmul(out, a2, b2, alpha, beta);
 }
 
 /// 2-D product with the size check every 2-D path shares.
@@ -39,7 +42,7 @@ inline Tensor mm_impl(const Tensor& a, const Tensor& b, const char* op) {
   TORCHLET_CHECK(a.size(1) == b.size(0), ShapeError, "[", op, "] mat1 and mat2 shapes cannot be multiplied (",
                  matrix_str(a.size(0), a.size(1)), " and ", matrix_str(b.size(0), b.size(1)), ")");
   const DType ct = matmul_compute_dtype(a.dtype());
-  Tensor out = empty({a.size(0), b.size(1)}, ct);
+  Tensor out = empty({a.size(0), b.size(1)}, TensorOptions(ct, a.device()));
   matmul_compute(out, a, b, 1, 0);
   return ct == a.dtype() ? out : out.to(a.dtype());
 }
@@ -62,7 +65,7 @@ inline Tensor bmm_forward(const Tensor& a, const Tensor& b) {
                  "], got [", b.size(0), ", ", b.size(1), "] (shapes ", shape_str(a.sizes()), " and ",
                  shape_str(b.sizes()), ")");
   const DType ct = matmul_compute_dtype(a.dtype());
-  Tensor out = empty({a.size(0), a.size(1), b.size(2)}, ct);
+  Tensor out = empty({a.size(0), a.size(1), b.size(2)}, TensorOptions(ct, a.device()));
   matmul_compute(out, a, b, 1, 0);
   return ct == a.dtype() ? out : out.to(a.dtype());
 }
@@ -79,7 +82,7 @@ inline Tensor matmul_forward(const Tensor& a, const Tensor& b) {
     TORCHLET_CHECK(a.size(0) == b.size(0), ShapeError, "[matmul] inconsistent tensor size: 1-D operands with ",
                    a.size(0), " and ", b.size(0), " elements (shapes ", shape_str(a.sizes()), " and ",
                    shape_str(b.sizes()), ")");
-    Tensor out = empty({1, 1}, ct);
+    Tensor out = empty({1, 1}, TensorOptions(ct, a.device()));
     matmul_compute(out, a.unsqueeze(0), b.unsqueeze(1), 1, 0);
     return finish(out.view({}));
   }
@@ -101,7 +104,7 @@ inline Tensor matmul_forward(const Tensor& a, const Tensor& b) {
     Shape out_sizes(a.sizes().begin(), a.sizes().end() - 1);
     if (db == 2) out_sizes.push_back(b.size(1));
     const Tensor a2 = a.reshape({-1, k});
-    Tensor out = empty({a2.size(0), b2.size(1)}, ct);
+    Tensor out = empty({a2.size(0), b2.size(1)}, TensorOptions(ct, a.device()));
     matmul_compute(out, a2, b2, 1, 0);
     return finish(out.view(out_sizes));
   }
@@ -118,7 +121,7 @@ inline Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   ea.insert(ea.end(), {n, k});
   eb.insert(eb.end(), {k, m});
   out_sizes.insert(out_sizes.end(), {n, m});
-  Tensor out = empty(out_sizes, ct);
+  Tensor out = empty(out_sizes, TensorOptions(ct, a.device()));
   matmul_compute(out, a3.expand(ea), b3.expand(eb), 1, 0);
   if (da == 1) out = out.squeeze(-2);
   if (db == 1) out = out.squeeze(-1);
@@ -129,7 +132,8 @@ inline Tensor matmul_forward(const Tensor& a, const Tensor& b) {
 inline Tensor addmm_forward(const Tensor& c, const Tensor& a, const Tensor& b, const Scalar& beta,
                             const Scalar& alpha) {
   check_matmul_operands(a, b, "addmm");
-  check_cpu(c, "addmm");
+  TORCHLET_CHECK(c.device() == a.device() || (c.is_cpu() && c.dim() == 0), DeviceError, "[addmm] expected all "
+                 "tensors to be on the same device, but found at least two devices, ", a.device(), " and ", c.device());
   TORCHLET_CHECK(c.dtype() == a.dtype(), DTypeError, "[addmm] expected self and the matrices to have the same dtype, "
                  "got ", c.dtype(), " and ", a.dtype());
   TORCHLET_CHECK(a.dim() == 2 && b.dim() == 2, ShapeError, "[addmm] expected two 2-D matrices, got ",
@@ -141,7 +145,7 @@ inline Tensor addmm_forward(const Tensor& c, const Tensor& a, const Tensor& b, c
                  "[addmm] self of shape ", shape_str(c.sizes()), " does not broadcast to the product's shape ",
                  shape_str(out_sizes));
   const DType ct = matmul_compute_dtype(a.dtype());
-  Tensor out = empty(out_sizes, ct);
+  Tensor out = empty(out_sizes, TensorOptions(ct, a.device()));
   const bool use_c = beta.is_floating_point() ? beta.to<double>() != 0 : beta.to<int64_t>() != 0;
   if (use_c) out.copy_(c.expand(out_sizes));
   matmul_compute(out, a, b, alpha, use_c ? beta : Scalar(0));
@@ -161,10 +165,11 @@ inline Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor
   Shape out_sizes(x.sizes().begin(), x.sizes().end() - 1);
   out_sizes.push_back(out_f);
   const DType ct = matmul_compute_dtype(x.dtype());
-  Tensor out = empty(out_sizes, ct);
+  Tensor out = empty(out_sizes, TensorOptions(ct, x.device()));
   bool use_bias = false;
   if (bias.defined()) {
-    check_cpu(bias, "linear");
+    TORCHLET_CHECK(bias.device() == x.device(), DeviceError, "[linear] expected all tensors to be on the same "
+                   "device, but found at least two devices, ", x.device(), " and ", bias.device());
     TORCHLET_CHECK(bias.dtype() == x.dtype(), DTypeError, "[linear] expected bias to have dtype ", x.dtype(),
                    ", got ", bias.dtype());
     TORCHLET_CHECK(broadcast_shapes(bias.sizes(), out_sizes, "linear") == out_sizes, ShapeError, "[linear] bias of "

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "torchlet/autograd/node.hpp"
+#include "torchlet/backend/device_kernels.hpp"
 #include "torchlet/backend/cpu/reduce.hpp"
 #include "torchlet/tensor/factory.hpp"
 
@@ -79,19 +80,26 @@ inline int64_t reduced_count(const Shape& sizes, const std::vector<bool>& mask) 
   return n;
 }
 
+/// Max / min values and indices over the masked dims, on x's device.
+template <bool is_max>
+void extreme_into(const Tensor& values, const Tensor& indices, const Tensor& x, const std::vector<bool>& mask,
+                  const char* op) {
+  if (x.is_cpu()) cpu::extreme_into<is_max>(values, indices, x, mask);
+  else if (x.numel() > 0) device_kernels(x.device(), op).extreme(is_max, values, indices, x, mask);
+}
+
 /// max/min/argmax/argmin over one dim: values (if wanted) and int64 indices.
 template <bool is_max>
 std::pair<Tensor, Tensor> extreme_dim(const Tensor& x, int64_t dim, bool keepdim, bool want_values, const char* op) {
-  check_cpu(x, op);
   dim = wrap_dim(dim, x.dim(), op);
   const int64_t n = x.dim() == 0 ? 1 : x.size(dim);
   TORCHLET_CHECK(n > 0, IndexError, "[", op, "] cannot reduce over an empty dimension: expected dim ", dim,
                  " to have non-zero size, input shape ", shape_str(x.sizes()));
   const auto mask = single_dim_mask(x.dim(), dim);
   const Shape out_sizes = reduced_sizes(x.sizes(), mask, keepdim);
-  Tensor values = want_values ? empty(out_sizes, x.dtype()) : Tensor();
-  Tensor indices = empty(out_sizes, kInt64);
-  cpu::extreme_into<is_max>(values, indices, x, mask);
+  Tensor values = want_values ? empty(out_sizes, TensorOptions(x.dtype(), x.device())) : Tensor();
+  Tensor indices = empty(out_sizes, TensorOptions(kInt64, x.device()));
+  extreme_into<is_max>(values, indices, x, mask, op);
   return {values, indices};
 }
 }  // namespace detail
@@ -99,7 +107,6 @@ std::pair<Tensor, Tensor> extreme_dim(const Tensor& x, int64_t dim, bool keepdim
 /// Sum over `dims` (all when empty); integer and bool inputs give int64, unless `dtype` says otherwise
 /// (the input is then converted first, as PyTorch does). Differentiable.
 inline Tensor sum(const Tensor& x, const Shape& dims, bool keepdim = false, std::optional<DType> dtype = {}) {
-  detail::check_cpu(x, "sum");
   std::vector<bool> mask;
   Tensor out;
   {
@@ -107,8 +114,9 @@ inline Tensor sum(const Tensor& x, const Shape& dims, bool keepdim = false, std:
     const Tensor in = dtype && *dtype != x.dtype() ? x.to(*dtype) : x;
     const DType natural = in.is_floating_point() ? in.dtype() : kInt64;
     mask = detail::reduction_mask(in, dims, "sum");
-    out = empty(detail::reduced_sizes(in.sizes(), mask, keepdim), natural);
-    cpu::sum_into(out, in, mask);
+    out = empty(detail::reduced_sizes(in.sizes(), mask, keepdim), TensorOptions(natural, x.device()));
+    if (x.is_cpu()) cpu::sum_into(out, in, mask);
+    else if (out.numel() > 0) device_kernels(x.device(), "sum").sum(out, in, mask);
     if (dtype && *dtype != natural) out = out.to(*dtype);
   }
   return detail::record_reduction("sum", x, out, [sizes = x.sizes(), mask](const autograd::TensorList& g,
@@ -121,12 +129,12 @@ inline Tensor sum(const Tensor& x) { return sum(x, Shape{}); }
 
 /// Mean over `dims` (all when empty); floating dtypes only (DTypeError otherwise, as PyTorch). Differentiable.
 inline Tensor mean(const Tensor& x, const Shape& dims, bool keepdim = false) {
-  detail::check_cpu(x, "mean");
   TORCHLET_CHECK(x.is_floating_point(), DTypeError, "[mean] could not infer output dtype: expected a floating "
                  "point input, got ", x.dtype());
   const auto mask = detail::reduction_mask(x, dims, "mean");
-  Tensor out = empty(detail::reduced_sizes(x.sizes(), mask, keepdim), x.dtype());
-  cpu::mean_into(out, x, mask);
+  Tensor out = empty(detail::reduced_sizes(x.sizes(), mask, keepdim), TensorOptions(x.dtype(), x.device()));
+  if (x.is_cpu()) cpu::mean_into(out, x, mask);
+  else if (out.numel() > 0) device_kernels(x.device(), "mean").mean(out, x, mask);
   return detail::record_reduction("mean", x, out, [sizes = x.sizes(), mask](const autograd::TensorList& g,
                                                                             const std::vector<bool>&) {
     const double n = static_cast<double>(detail::reduced_count(sizes, mask));
@@ -141,12 +149,12 @@ namespace detail {
 /// d std / dx = d var / dx / (2 std), taken as 0 where std is 0 (as PyTorch).
 inline Tensor var_std(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim, bool take_sqrt) {
   const char* op = take_sqrt ? "std" : "var";
-  check_cpu(x, op);
   TORCHLET_CHECK(x.is_floating_point(), DTypeError, "[", op, "] std and var only support floating point dtypes, "
                  "got ", x.dtype());
   const auto mask = reduction_mask(x, dims, op);
-  Tensor out = empty(reduced_sizes(x.sizes(), mask, keepdim), x.dtype());
-  cpu::var_into(out, x, mask, correction, take_sqrt);
+  Tensor out = empty(reduced_sizes(x.sizes(), mask, keepdim), TensorOptions(x.dtype(), x.device()));
+  if (x.is_cpu()) cpu::var_into(out, x, mask, correction, take_sqrt);
+  else if (out.numel() > 0) device_kernels(x.device(), op).var(out, x, mask, correction, take_sqrt);
   if (!autograd::any_requires_grad({x})) return out;
   autograd::record(op, {x}, {out}, [sx = autograd::SavedTensor(x), so = autograd::SavedTensor(take_sqrt ? out : Tensor()),
                                     dims, mask, correction, take_sqrt](const autograd::TensorList& g,
@@ -181,18 +189,17 @@ inline Tensor index_select_backward(const Tensor& g, const Tensor& indices, cons
   const Tensor gk = keepdim ? g : g.unsqueeze(dim), ik = keepdim ? indices : indices.unsqueeze(dim);
   Shape pos_shape(sizes.size(), 1);
   pos_shape[dim] = sizes[dim];
-  const Tensor positions = arange(sizes[dim]).view(pos_shape);
+  const Tensor positions = arange(sizes[dim]).view(pos_shape).to(g.device());
   return where(eq(positions, ik), gk, 0.0).expand(sizes);
 }
 
 /// max / min of all elements, recorded with evenly_distribute as backward.
 template <bool is_max>
 Tensor extreme_all(const Tensor& x, const char* op) {
-  check_cpu(x, op);
   TORCHLET_CHECK(x.numel() > 0, IndexError, "[", op, "] cannot reduce over an empty dimension: the input of shape ",
                  shape_str(x.sizes()), " has no elements (specify a dim)");
-  Tensor out = empty({}, x.dtype());
-  cpu::extreme_into<is_max>(out, Tensor(), x, std::vector<bool>(static_cast<size_t>(x.dim()), true));
+  Tensor out = empty({}, TensorOptions(x.dtype(), x.device()));
+  extreme_into<is_max>(out, Tensor(), x, std::vector<bool>(static_cast<size_t>(x.dim()), true), op);
   if (!autograd::any_requires_grad({x})) return out;
   autograd::record(op, {x}, {out}, [sx = autograd::SavedTensor(x), so = autograd::SavedTensor(out)](
                                        const autograd::TensorList& g, const std::vector<bool>&) {
@@ -250,22 +257,20 @@ inline std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim 
 
 /// Flat (row-major) index of the first maximum of all elements (0-dim int64).
 inline Tensor argmax(const Tensor& x) {
-  detail::check_cpu(x, "argmax");
   TORCHLET_CHECK(x.dtype() != kBool, DTypeError, "[argmax] not implemented for bool (as in PyTorch)");
   TORCHLET_CHECK(x.numel() > 0, IndexError, "[argmax] cannot reduce over an empty dimension: the input of shape ",
                  shape_str(x.sizes()), " has no elements (specify a dim)");
-  Tensor out = empty({}, kInt64);
-  cpu::extreme_into<true>(Tensor(), out, x, std::vector<bool>(static_cast<size_t>(x.dim()), true));
+  Tensor out = empty({}, TensorOptions(kInt64, x.device()));
+  detail::extreme_into<true>(Tensor(), out, x, std::vector<bool>(static_cast<size_t>(x.dim()), true), "argmax");
   return out;
 }
 /// Flat (row-major) index of the first minimum of all elements (0-dim int64).
 inline Tensor argmin(const Tensor& x) {
-  detail::check_cpu(x, "argmin");
   TORCHLET_CHECK(x.dtype() != kBool, DTypeError, "[argmin] not implemented for bool (as in PyTorch)");
   TORCHLET_CHECK(x.numel() > 0, IndexError, "[argmin] cannot reduce over an empty dimension: the input of shape ",
                  shape_str(x.sizes()), " has no elements (specify a dim)");
-  Tensor out = empty({}, kInt64);
-  cpu::extreme_into<false>(Tensor(), out, x, std::vector<bool>(static_cast<size_t>(x.dim()), true));
+  Tensor out = empty({}, TensorOptions(kInt64, x.device()));
+  detail::extreme_into<false>(Tensor(), out, x, std::vector<bool>(static_cast<size_t>(x.dim()), true), "argmin");
   return out;
 }
 /// Index of the first maximum along `dim` (int64).

@@ -132,6 +132,7 @@ template <class T, class Body, class... Ts>
 void update_elements(const Body& body, const Ts&... ts) {
   constexpr size_t K = sizeof...(Ts);
   const Shape& sizes = std::get<0>(std::tie(ts...)).sizes();
+  (torchlet::detail::check_cpu(ts, "optimizer step"), ...);
   std::array<char*, K> base{static_cast<char*>(ts.data_ptr())...};
   std::array<Shape, K> st{torchlet::detail::byte_strides(ts.strides(), static_cast<int64_t>(sizeof(T)))...};
   torchlet::detail::for_each_strided<K>(sizes, base, st, [&body](std::array<char*, K> p, std::array<int64_t, K> s, int64_t n) {
@@ -199,8 +200,8 @@ class OptimizerImpl : public Optimizer {
                        " parameter has dtype ", g.dtype());
         TORCHLET_CHECK(g.sizes() == p.sizes(), ShapeError, "[", Derived::kName, "] grad of shape ",
                        shape_str(g.sizes()), " for a parameter of shape ", shape_str(p.sizes()));
-        TORCHLET_CHECK(g.is_cpu(), DeviceError, "[", Derived::kName, "] the grad is on ", g.device(),
-                       "; torchlet's optimizers run on the CPU");
+        TORCHLET_CHECK(g.device() == p.device(), DeviceError, "[", Derived::kName, "] the grad is on ", g.device(),
+                       ", the parameter on ", p.device());
         static_cast<Derived*>(this)->update(p, g, state_[&p.unsafe_impl()], group.options);
         p.storage().bump_version();
       }
@@ -399,8 +400,6 @@ class OptimizerImpl : public Optimizer {
                      " is an undefined tensor");
       TORCHLET_CHECK(p.is_floating_point(), DTypeError, "[", Derived::kName,
                      "] can only optimize floating point tensors, parameter ", i, " of group ", g, " is ", p.dtype());
-      TORCHLET_CHECK(p.is_cpu(), DeviceError, "[", Derived::kName, "] parameter ", i, " of group ", g, " is on ",
-                     p.device(), "; torchlet's optimizers run on the CPU");
       TORCHLET_CHECK(p.is_leaf(), ValueError, "[", Derived::kName, "] can't optimize a non-leaf Tensor (parameter ",
                      i, " of group ", g, ")");
       for (size_t j = 0; j < i; ++j)

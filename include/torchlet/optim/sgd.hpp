@@ -60,6 +60,14 @@ class SGD : public detail::OptimizerImpl<SGD, SGDOptions, SGDState> {
     const bool use_momentum = o.momentum != 0;
     const bool first = use_momentum && !state->momentum_buffer.defined();
     if (first) state->momentum_buffer = empty(p.sizes(), TensorOptions(p.dtype(), p.device()));
+    if (!p.is_cpu()) {
+      torchlet::detail::op_device(kName, p, g, state->momentum_buffer);
+      if (p.numel() > 0)
+        device_kernels(p.device(), kName).sgd_step(p, g, state->momentum_buffer, first,
+                                                   {o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov,
+                                                    o.maximize});
+      return;
+    }
     torchlet::detail::dispatch_floating(p.dtype(), kName, [&]<class T>() {
       using M = torchlet::detail::opmath_t<T>;
       const M wd = static_cast<M>(o.weight_decay), mom = static_cast<M>(o.momentum);

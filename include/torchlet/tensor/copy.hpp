@@ -3,6 +3,7 @@
 /// Included at the end of tensor.hpp: it defines Tensor's copy and conversion members.
 #include <cstring>
 
+#include "torchlet/backend/device_kernels.hpp"
 #include "torchlet/tensor/dispatch.hpp"
 #include "torchlet/tensor/strided_loop.hpp"
 #include "torchlet/tensor/tensor.hpp"
@@ -21,6 +22,31 @@ inline DeviceCopyFn& device_copy_hook() {
 inline void check_cpu(const Tensor& t, const char* op) {
   TORCHLET_CHECK(t.is_cpu(), DeviceError, "[", op, "] expected a cpu tensor, got one on ", t.device(),
                  " (no CUDA kernel for this op in this build)");
+}
+
+/// The device an op on these operands computes on (undefined ones are skipped): the CPU when all are there,
+/// else their one non-CPU device, where 0-dim CPU tensors may join (they act as numbers, as in PyTorch).
+/// Raises DeviceError naming both devices when operands live on two devices.
+inline Device op_device(const char* op, const Tensor& a, const Tensor& b = Tensor(), const Tensor& c = Tensor()) {
+  const Tensor* ts[3] = {&a, &b, &c};
+  Device dev = kCPU;
+  for (const Tensor* t : ts)
+    if (t->defined() && !t->is_cpu()) {
+      dev = t->device();
+      break;
+    }
+  if (dev.is_cpu()) return dev;
+  for (const Tensor* t : ts) {
+    if (!t->defined() || t->device() == dev || (t->is_cpu() && t->dim() == 0)) continue;
+    TORCHLET_THROW(DeviceError, "[", op, "] expected all tensors to be on the same device, but found at least two "
+                   "devices, ", dev, " and ", t->device());
+  }
+  return dev;
+}
+
+/// `t` on `device` (a copy of a 0-dim CPU operand that joins a device op; itself when already there).
+inline Tensor on_device(const Tensor& t, Device device) {
+  return t.device() == device ? t : t.detach().to(device);
 }
 
 /// dst[i] = convert(src[i]) for CPU tensors of the same shape.
@@ -129,7 +155,10 @@ inline Tensor Tensor::to(Device d, bool copy) const {
 namespace detail {
 // Sets every element of t to value (no autograd checks, no version bump: for new tensors).
 inline void fill_into(const Tensor& t, const Scalar& value) {
-  check_cpu(t, "fill_");
+  if (!t.is_cpu()) {
+    if (t.numel() > 0) device_kernels(t.device(), "fill_").fill(t, value);
+    return;
+  }
   std::array<char*, 1> base{static_cast<char*>(t.data_ptr())};
   std::array<Shape, 1> st{byte_strides(t.strides(), t.element_size())};
   dispatch_all(t.dtype(), "fill_", [&]<class T>() {

@@ -1,0 +1,146 @@
+#pragma once
+/// \file The seam between the ops and a non-CPU backend: DeviceKernels, the abstract set of kernels a device
+/// computes (no CUDA types here), and the registry the ops look them up in. The CPU path never goes through it:
+/// every op computes CPU tensors itself and calls device_kernels() only when its operands live elsewhere.
+/// The CUDA backend (include/torchlet/cuda/backend.cuh) registers its implementation before main.
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "torchlet/core/device.hpp"
+#include "torchlet/core/error.hpp"
+#include "torchlet/tensor/scalar.hpp"
+
+namespace torchlet {
+
+class Tensor;
+
+/// Elementwise functions of one tensor, computed in the output's dtype (the op layer converts the input first).
+enum class UnaryOp : uint8_t {
+  Neg,   ///< -x
+  Abs,   ///< |x|
+  Exp,   ///< e^x
+  Log,   ///< ln x
+  Sqrt,  ///< square root
+  Relu,  ///< max(x, 0), NaN kept
+};
+
+/// Elementwise functions of two operands, computed in the operands' dtype (opmath for 16-bit floats); the
+/// comparisons write bool.
+enum class BinaryOp : uint8_t {
+  Add,       ///< a + alpha * b
+  Sub,       ///< a - alpha * b
+  Mul,       ///< a * b
+  Div,       ///< a / b (true division)
+  DivTrunc,  ///< a / b rounded toward zero
+  DivFloor,  ///< a / b rounded down (Python's //)
+  Pow,       ///< a ** b
+  Maximum,   ///< max(a, b), NaN if either is NaN
+  Minimum,   ///< min(a, b), NaN if either is NaN
+  Eq,        ///< a == b (bool)
+  Ne,        ///< a != b (bool)
+  Lt,        ///< a < b (bool)
+  Le,        ///< a <= b (bool)
+  Gt,        ///< a > b (bool)
+  Ge,        ///< a >= b (bool)
+};
+
+/// The name of a unary op ("neg", "exp", ...) for messages and test tables.
+inline const char* op_name(UnaryOp op) {
+  static constexpr const char* names[] = {"neg", "abs", "exp", "log", "sqrt", "relu"};
+  return names[static_cast<int>(op)];
+}
+/// The name of a binary op ("add", "lt", ...) for messages and test tables.
+inline const char* op_name(BinaryOp op) {
+  static constexpr const char* names[] = {"add", "sub", "mul", "div", "div_trunc", "div_floor", "pow", "maximum",
+                                          "minimum", "eq", "ne", "lt", "le", "gt", "ge"};
+  return names[static_cast<int>(op)];
+}
+/// True for the comparisons, whose result is bool.
+inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+
+/// Options of one SGD step (torch.optim.SGD's, without the learning-rate schedule).
+struct SGDStepOptions {
+  double lr = 1e-3;          ///< Learning rate.
+  double momentum = 0;       ///< Momentum factor.
+  double dampening = 0;      ///< Dampening of the momentum.
+  double weight_decay = 0;   ///< L2 penalty.
+  bool nesterov = false;     ///< Nesterov momentum.
+  bool maximize = false;     ///< Ascend instead of descend.
+};
+
+/// What a non-CPU device computes. Every tensor handed to a kernel lives on that device; outputs are new,
+/// contiguous (or channels-last) tensors the op layer allocated with the right dtype and shape, and inputs are
+/// already converted to the compute dtype and broadcast (expand()ed, so strides may be 0) to the output's shape
+/// unless a method says otherwise. Kernels may run asynchronously on the device's current stream.
+class DeviceKernels {
+ public:
+  virtual ~DeviceKernels() = default;
+
+  // ---- memory ----
+  /// Sets every element of `out` (any strides) to `value` converted to out's dtype.
+  virtual void fill(const Tensor& out, const Scalar& value) = 0;
+  /// dst[i] = convert(src[i]) for two tensors of the same shape on this device (any strides and dtypes).
+  virtual void copy(const Tensor& dst, const Tensor& src) = 0;
+
+  // ---- elementwise ----
+  /// out = op(x); x has out's dtype and shape.
+  virtual void unary(UnaryOp op, const Tensor& out, const Tensor& x) = 0;
+  /// out = op(a, b) (Add/Sub use `alpha`); a and b share one dtype, out has it too, or bool for comparisons.
+  virtual void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha) = 0;
+  /// out = op(x, s) with the number `s` first cast to x's dtype (as PyTorch does); out as for binary().
+  virtual void binary_scalar(BinaryOp op, const Tensor& out, const Tensor& x, const Scalar& s) = 0;
+  /// out = min(max(x, lo), hi) with either bound absent; NaN stays NaN.
+  virtual void clamp(const Tensor& out, const Tensor& x, const std::optional<Scalar>& lo,
+                     const std::optional<Scalar>& hi) = 0;
+  /// out = cond ? a : b; cond is bool, a and b have out's dtype; all have out's shape.
+  virtual void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) = 0;
+
+  // ---- reductions over the dims where mask[d] is true; `out` is contiguous with the kept sizes ----
+  /// Sum (accumulated in double / int64), written in out's dtype (floating: x's; else int64).
+  virtual void sum(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) = 0;
+  /// Mean of floating x (NaN for an empty reduction).
+  virtual void mean(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) = 0;
+  /// Variance (standard deviation with `take_sqrt`) dividing by max(0, N - correction).
+  virtual void var(const Tensor& out, const Tensor& x, const std::vector<bool>& mask, int64_t correction,
+                   bool take_sqrt) = 0;
+  /// Max (`is_max`) or min: values (if defined) and the flat index of the first extreme within the reduced
+  /// dims (if defined); a NaN is the extreme.
+  virtual void extreme(bool is_max, const Tensor& values, const Tensor& indices, const Tensor& x,
+                       const std::vector<bool>& mask) = 0;
+
+  // ---- linear algebra and activations ----
+  /// out [..., M, N] (contiguous) = alpha * a [..., M, K] @ b [..., K, N] + beta * out; a, b (any strides,
+  /// batch dims broadcast) have out's dtype (float32 for 16-bit inputs, which the op layer converts).
+  virtual void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha,
+                      const Scalar& beta) = 0;
+  /// softmax or log_softmax of floating x along `dim` into contiguous out of x's dtype.
+  virtual void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) = 0;
+
+  // ---- optimizer steps ----
+  /// One SGD step in place: param, grad and (when momentum != 0) momentum_buffer share shape and dtype;
+  /// `first` means the buffer holds nothing yet (it is set to the direction, as PyTorch clones it).
+  virtual void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, bool first,
+                        const SGDStepOptions& options) = 0;
+};
+
+namespace detail {
+inline DeviceKernels*& device_kernels_slot(DeviceType t) {
+  static DeviceKernels* slots[2] = {nullptr, nullptr};
+  return slots[static_cast<int>(t)];
+}
+}  // namespace detail
+
+/// Installs the kernels that compute on devices of type `t` (nullptr removes them). The CUDA backend calls it
+/// at static-initialisation time; tests may install their own.
+inline void set_device_kernels(DeviceType t, DeviceKernels* kernels) { detail::device_kernels_slot(t) = kernels; }
+
+/// The kernels for `device`; raises DeviceError naming `op` when none are installed.
+inline DeviceKernels& device_kernels(Device device, const char* op = "device_kernels") {
+  DeviceKernels* k = device.is_cpu() ? nullptr : detail::device_kernels_slot(device.type);
+  TORCHLET_CHECK(k != nullptr, DeviceError, "[", op, "] cannot compute on ", device,
+                 ": this program was built without torchlet's CUDA backend (include <torchlet/cuda.cuh> in one "
+                 "translation unit compiled with nvcc)");
+  return *k;
+}
+}  // namespace torchlet

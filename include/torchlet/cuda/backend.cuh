@@ -1,0 +1,92 @@
+#pragma once
+/// \file torchlet's CUDA backend: DeviceKernels implemented with the kernels of include/torchlet/cuda/, and its
+/// registration (caching allocator, device copy hook, kernels for DeviceType::CUDA) before main. Compiled by nvcc
+/// only, through include/torchlet/cuda.cuh.
+#include "torchlet/backend/device_kernels.hpp"
+#include "torchlet/cuda/allocator.cuh"
+#include "torchlet/cuda/blas.cuh"
+#include "torchlet/cuda/copy.cuh"
+#include "torchlet/cuda/elementwise.cuh"
+#include "torchlet/cuda/reduce.cuh"
+#include "torchlet/cuda/softmax.cuh"
+
+namespace torchlet::cuda {
+
+/// DeviceKernels on CUDA devices (see backend/device_kernels.hpp for each method's contract).
+class CudaKernels final : public DeviceKernels {
+ public:
+  void fill(const Tensor& out, const Scalar& value) override { cuda::fill(out, value); }
+  void copy(const Tensor& dst, const Tensor& src) override { copy_between(dst, src); }
+  void unary(UnaryOp op, const Tensor& out, const Tensor& x) override { cuda::unary(op, out, x); }
+  void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha) override {
+    cuda::binary(op, out, a, b, alpha);
+  }
+  void binary_scalar(BinaryOp op, const Tensor& out, const Tensor& x, const Scalar& s) override {
+    cuda::binary(op, out, x, Tensor(), 1, s);
+  }
+  void clamp(const Tensor& out, const Tensor& x, const std::optional<Scalar>& lo,
+             const std::optional<Scalar>& hi) override {
+    cuda::clamp(out, x, lo, hi);
+  }
+  void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override {
+    cuda::where(out, cond, a, b);
+  }
+  void sum(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) override { cuda::sum(out, x, mask); }
+  void mean(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) override {
+    cuda::sum(out, x, mask, /*mean=*/true);
+  }
+  void var(const Tensor& out, const Tensor& x, const std::vector<bool>& mask, int64_t correction,
+           bool take_sqrt) override {
+    cuda::var(out, x, mask, correction, take_sqrt);
+  }
+  void extreme(bool is_max, const Tensor& values, const Tensor& indices, const Tensor& x,
+               const std::vector<bool>& mask) override {
+    cuda::extreme(is_max, values, indices, x, mask);
+  }
+  void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta) override {
+    cuda::matmul(out, a, b, alpha, beta);
+  }
+  void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) override { cuda::softmax(out, x, dim, log); }
+  void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, bool first,
+                const SGDStepOptions& options) override {
+    cuda::sgd_step(param, grad, momentum_buffer, first, options);
+  }
+};
+
+/// The process's CUDA kernels.
+inline CudaKernels& kernels() {
+  static CudaKernels* k = new CudaKernels();
+  return *k;
+}
+
+/// Number of CUDA devices visible (0 without a driver or a device; never raises).
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+/// True when at least one CUDA device is usable, like torch.cuda.is_available().
+inline bool is_available() { return device_count() > 0; }
+
+/// Waits for the work queued on the current stream of cuda:`index`.
+inline void synchronize(int index = 0) {
+  DeviceGuard guard(index);
+  TORCHLET_CUDA_CHECK(cudaStreamSynchronize(current_stream(index)));
+}
+
+/// Registers the caching allocator, the copy hook and the kernels for DeviceType::CUDA (idempotent).
+inline bool register_backend() {
+  set_allocator(DeviceType::CUDA, &caching_allocator());
+  torchlet::detail::device_copy_hook() = &copy_between;
+  set_device_kernels(DeviceType::CUDA, &kernels());
+  return true;
+}
+
+namespace detail {
+/// Registers the backend before main in the translation unit that includes torchlet/cuda.cuh.
+inline const bool backend_registered = register_backend();
+}  // namespace detail
+}  // namespace torchlet::cuda

@@ -1,0 +1,295 @@
+// Every CUDA op against the CPU on random inputs: prints one row per (op, dtype) with the largest absolute and
+// relative error and the tolerance, plus checks of the caching allocator, the copy paths, device errors and an
+// MLP training step. Exits 0 when every row is within tolerance, 1 otherwise, and 77 (meson's "skipped") without a
+// CUDA device. Built when the build has CUDA (-Dcuda=enabled, or auto with nvcc found).
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "torchlet/cuda.cuh"
+#include "torchlet/nn.hpp"
+#include "torchlet/ops/activation.hpp"
+#include "torchlet/ops/linalg.hpp"
+#include "torchlet/optim.hpp"
+#include "torchlet/tensor/random.hpp"
+
+using namespace torchlet;
+
+namespace {
+const Device kGPU("cuda:0");
+int g_failures = 0;
+int g_rows = 0;
+
+/// Tolerance of a result dtype: |gpu - cpu| <= tol * (1 + |cpu|).
+double tolerance(DType t, double scale = 1) {
+  switch (t) {
+    case DType::Float64: return 1e-12 * scale;
+    case DType::Float32: return 2e-6 * scale;
+    case DType::Float16: return 2e-3 * scale;
+    case DType::BFloat16: return 1.6e-2 * scale;
+    default: return 0;  // integers and bool: exact
+  }
+}
+
+void report(const std::string& op, DType t, double max_abs, double max_rel, double tol, bool ok, const char* note = "") {
+  ++g_rows;
+  if (!ok) ++g_failures;
+  std::printf("%-34s %-9s %12.3e %12.3e %10.1e  %s %s\n", op.c_str(), std::string(dtype_name(t)).c_str(), max_abs, max_rel, tol,
+              ok ? "ok" : "FAIL", note);
+}
+
+/// Compares a GPU result with the CPU's: same dtype and shape, NaN where the CPU has NaN, and
+/// |gpu - cpu| <= tol * (1 + |cpu|) elementwise.
+void compare(const std::string& op, const Tensor& gpu, const Tensor& cpu, double tol) {
+  if (!gpu.is_cuda() || gpu.dtype() != cpu.dtype() || gpu.sizes() != cpu.sizes()) {
+    report(op, cpu.dtype(), NAN, NAN, tol, false, "(device, dtype or shape differs)");
+    return;
+  }
+  const Tensor a = gpu.to(kCPU).to(kFloat64).contiguous(), b = cpu.to(kFloat64).contiguous();
+  const double* x = a.data<double>();
+  const double* y = b.data<double>();
+  double max_abs = 0, max_rel = 0;
+  bool ok = true;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    if (std::isnan(y[i]) || std::isnan(x[i])) {
+      ok = ok && std::isnan(x[i]) && std::isnan(y[i]);
+      continue;
+    }
+    if (x[i] == y[i]) continue;  // equal infinities included
+    const double d = std::fabs(x[i] - y[i]);
+    max_abs = std::max(max_abs, d);
+    max_rel = std::max(max_rel, d / std::max(std::fabs(y[i]), 1e-300));
+    ok = ok && d <= tol * (1 + std::fabs(y[i]));
+  }
+  report(op, cpu.dtype(), max_abs, max_rel, tol, ok);
+}
+
+/// Runs f on CPU inputs and on their GPU copies and compares the results.
+void check(const std::string& op, const std::vector<Tensor>& inputs, const std::function<Tensor(const std::vector<Tensor>&)>& f,
+           double tol) {
+  std::vector<Tensor> on_gpu;
+  for (const Tensor& t : inputs) on_gpu.push_back(t.to(kGPU));
+  try {
+    const Tensor want = f(inputs);
+    const Tensor got = f(on_gpu);
+    compare(op, got, want, tol);
+  } catch (const std::exception& e) {
+    report(op, inputs.empty() ? kFloat32 : inputs[0].dtype(), NAN, NAN, tol, false, e.what());
+  }
+}
+
+Tensor random_of(DType t, const Shape& sizes, Generator& gen, double lo = -2, double hi = 2) {
+  if (t == kBool) return gt(rand(sizes, kFloat32, gen), 0.5);
+  if (!is_floating_point(t)) return randint(static_cast<int64_t>(lo) * 5, static_cast<int64_t>(hi) * 5 + 1, sizes, t, gen);
+  return add(mul(rand(sizes, kFloat64, gen), hi - lo), lo).to(t);
+}
+
+void check_elementwise(Generator& gen) {
+  const std::vector<DType> floats{kFloat32, kFloat64, kFloat16, kBFloat16};
+  for (DType t : floats) {
+    const Tensor a = random_of(t, {33, 65}, gen), b = random_of(t, {33, 65}, gen), row = random_of(t, {65}, gen);
+    const Tensor pos = random_of(t, {33, 65}, gen, 0.1, 3);
+    const double tol = tolerance(t);
+    using V = std::vector<Tensor>;
+    check("add", {a, b}, [](const V& v) { return add(v[0], v[1]); }, tol);
+    check("add broadcast, alpha 0.5", {a, row}, [](const V& v) { return add(v[0], v[1], 0.5); }, tol);
+    check("add scalar", {a}, [](const V& v) { return add(v[0], 1.25); }, tol);
+    check("sub", {a, b}, [](const V& v) { return sub(v[0], v[1]); }, tol);
+    check("mul", {a, row}, [](const V& v) { return mul(v[0], v[1]); }, tol);
+    check("mul scalar", {a}, [](const V& v) { return mul(v[0], -3.0); }, tol);
+    check("div", {a, pos}, [](const V& v) { return div(v[0], v[1]); }, tol);
+    check("div trunc", {a, pos}, [](const V& v) { return div(v[0], v[1], "trunc"); }, tol);
+    check("div floor", {a, pos}, [](const V& v) { return div(v[0], v[1], "floor"); }, tol);
+    check("pow tensor", {pos, b}, [](const V& v) { return pow(v[0], v[1]); }, tolerance(t, 4));
+    check("pow 2", {a}, [](const V& v) { return pow(v[0], 2); }, tol);
+    check("pow 0.5", {pos}, [](const V& v) { return pow(v[0], 0.5); }, tol);
+    check("pow 3.5", {pos}, [](const V& v) { return pow(v[0], 3.5); }, tolerance(t, 4));
+    check("maximum", {a, b}, [](const V& v) { return maximum(v[0], v[1]); }, 0);
+    check("minimum", {a, row}, [](const V& v) { return minimum(v[0], v[1]); }, 0);
+    check("neg", {a}, [](const V& v) { return neg(v[0]); }, 0);
+    check("abs", {a}, [](const V& v) { return abs(v[0]); }, 0);
+    check("relu", {a}, [](const V& v) { return relu(v[0]); }, 0);
+    check("exp", {a}, [](const V& v) { return exp(v[0]); }, tolerance(t, 2));
+    check("log", {pos}, [](const V& v) { return log(v[0]); }, tolerance(t, 2));
+    check("sqrt", {pos}, [](const V& v) { return sqrt(v[0]); }, tol);
+    check("clamp", {a}, [](const V& v) { return clamp(v[0], -0.5, 0.75); }, 0);
+    check("lt (bool)", {a, b}, [](const V& v) { return lt(v[0], v[1]).to(kFloat32); }, 0);
+    check("ge scalar (bool)", {a}, [](const V& v) { return ge(v[0], 0.25).to(kFloat32); }, 0);
+    check("eq (bool)", {a, a}, [](const V& v) { return eq(v[0], v[1]).to(kFloat32); }, 0);
+    check("where", {a, b}, [](const V& v) { return where(gt(v[0], 0), v[0], v[1]); }, 0);
+    check("to float32", {a}, [](const V& v) { return v[0].to(kFloat32); }, 0);
+    check("to float16", {a}, [](const V& v) { return v[0].to(kFloat16); }, 0);
+    check("to int64", {a}, [](const V& v) { return v[0].to(kInt64); }, 0);
+    check("permute + contiguous", {a.view({3, 11, 65})},
+          [](const V& v) { return v[0].permute({2, 0, 1}).contiguous(); }, 0);
+    check("copy_ broadcast", {row}, [](const V& v) {
+      Tensor out = zeros({4, 65}, TensorOptions(v[0].dtype(), v[0].device()));
+      out.copy_(v[0]);
+      return out;
+    }, 0);
+  }
+  for (DType t : {kInt64, kInt32, kUInt8}) {
+    const Tensor a = random_of(t, {17, 31}, gen, 0, 5), b = add(random_of(t, {17, 31}, gen, 0, 3), 1).to(t);
+    using V = std::vector<Tensor>;
+    check("int add", {a, b}, [](const V& v) { return add(v[0], v[1]); }, 0);
+    check("int mul", {a, b}, [](const V& v) { return mul(v[0], v[1]); }, 0);
+    check("int div floor", {a, b}, [](const V& v) { return div(v[0], v[1], "floor"); }, 0);
+    check("int true div", {a, b}, [](const V& v) { return div(v[0], v[1]); }, tolerance(kFloat32));
+    check("int pow 3", {b}, [](const V& v) { return pow(v[0], 3); }, 0);
+    check("int abs", {a}, [](const V& v) { return abs(v[0]); }, 0);
+    check("int maximum", {a, b}, [](const V& v) { return maximum(v[0], v[1]); }, 0);
+    check("int clamp", {a}, [](const V& v) { return clamp(v[0], 1, 8); }, 0);
+    check("int -> float32", {a}, [](const V& v) { return v[0].to(kFloat32); }, 0);
+  }
+  const Tensor z = zeros({5});
+  check("zeros/ones/full/fill_", {z}, [](const std::vector<Tensor>& v) {
+    Tensor f = full({3, 4}, 2.5, TensorOptions(kFloat32, v[0].device()));
+    f.slice(1, 0, 2).fill_(-1);
+    return add(f, ones({3, 4}, TensorOptions(kFloat32, v[0].device())));
+  }, 0);
+}
+
+void check_reductions(Generator& gen) {
+  for (DType t : {kFloat32, kFloat64, kFloat16, kBFloat16}) {
+    const Tensor x = random_of(t, {8, 37, 129}, gen);
+    const double tol = tolerance(t, 8);
+    using V = std::vector<Tensor>;
+    check("sum all", {x}, [](const V& v) { return sum(v[0]); }, tol);
+    check("sum dim 1", {x}, [](const V& v) { return sum(v[0], {1}); }, tol);
+    check("sum dims 0,2 keepdim", {x}, [](const V& v) { return sum(v[0], {0, 2}, true); }, tol);
+    check("sum of a permuted view", {x}, [](const V& v) { return sum(v[0].permute({2, 0, 1}), {2}); }, tol);
+    check("mean dim 2", {x}, [](const V& v) { return mean(v[0], {2}); }, tol);
+    check("var dim 0", {x}, [](const V& v) { return var(v[0], {0}); }, tol);
+    check("std dims 1,2 (correction 0)", {x}, [](const V& v) { return std_(v[0], {1, 2}, 0); }, tol);
+    check("max all", {x}, [](const V& v) { return max(v[0]); }, 0);
+    check("max dim 1 values", {x}, [](const V& v) { return max(v[0], 1).first; }, 0);
+    check("min dim 2 indices", {x}, [](const V& v) { return min(v[0], 2).second; }, 0);
+    check("argmax all", {x}, [](const V& v) { return argmax(v[0]); }, 0);
+    check("argmin dim 0", {x}, [](const V& v) { return argmin(v[0], 0); }, 0);
+    check("softmax dim 2", {x}, [](const V& v) { return softmax(v[0], 2); }, tolerance(t, 4));
+    check("softmax dim 0", {x}, [](const V& v) { return softmax(v[0], 0); }, tolerance(t, 4));
+    check("log_softmax dim 1", {x}, [](const V& v) { return log_softmax(v[0], 1); }, tolerance(t, 4));
+  }
+  const Tensor i = random_of(kInt64, {16, 33}, gen);
+  check("int64 sum dim 1", {i}, [](const std::vector<Tensor>& v) { return sum(v[0], {1}); }, 0);
+  check("int64 max dim 0", {i}, [](const std::vector<Tensor>& v) { return max(v[0], 0).first; }, 0);
+  const Tensor withnan = where(gt(rand({6, 9}, kFloat32, gen), 0.8), NAN, rand({6, 9}, kFloat32, gen));
+  check("max with NaN", {withnan}, [](const std::vector<Tensor>& v) { return max(v[0], 1).second; }, 0);
+}
+
+void check_matmul(Generator& gen) {
+  using V = std::vector<Tensor>;
+  for (DType t : {kFloat32, kFloat64, kBFloat16, kFloat16}) {
+    const Tensor a = random_of(t, {67, 129}, gen), b = random_of(t, {129, 45}, gen);
+    const Tensor ba = random_of(t, {3, 67, 129}, gen), bb = random_of(t, {3, 129, 45}, gen);
+    const Tensor bias = random_of(t, {45}, gen), vec = random_of(t, {129}, gen);
+    const double tol = tolerance(t, 64);
+    check("mm", {a, b}, [](const V& v) { return mm(v[0], v[1]); }, tol);
+    check("mm transposed operands", {a, b}, [](const V& v) {
+      return mm(v[0].t().contiguous().t(), v[1].t().contiguous().t());
+    }, tol);
+    check("bmm", {ba, bb}, [](const V& v) { return bmm(v[0], v[1]); }, tol);
+    check("matmul batched @ matrix", {ba, b}, [](const V& v) { return matmul(v[0], v[1]); }, tol);
+    check("matmul broadcast batch", {a, bb}, [](const V& v) { return matmul(v[0], v[1]); }, tol);
+    check("matmul matrix @ vector", {a, vec}, [](const V& v) { return matmul(v[0], v[1]); }, tol);
+    check("addmm beta 0.5 alpha 2", {bias, a, b}, [](const V& v) { return addmm(v[0], v[1], v[2], 0.5, 2); }, tol);
+    check("linear", {a, b, bias}, [](const V& v) { return linear(v[0], v[1].t(), v[2]); }, tol);
+  }
+  const Tensor a = random_of(kFloat32, {256, 512}, gen), b = random_of(kFloat32, {512, 128}, gen);
+  cuda::allow_tf32() = true;
+  check("mm float32 with TF32", {a, b}, [](const V& v) { return mm(v[0], v[1]); }, 5e-3);
+  cuda::allow_tf32() = false;
+}
+
+void check_training_step() {
+  auto make = [] {
+    manual_seed(5);
+    auto net = std::make_shared<nn::Sequential>();
+    net->push_back(std::make_shared<nn::Linear>(32, 64));
+    net->push_back(std::make_shared<nn::ReLU>());
+    net->push_back(std::make_shared<nn::Linear>(64, 10));
+    return net;
+  };
+  Generator gen(9);
+  const Tensor x = randn({16, 32}, kFloat32, gen), target = randn({16, 10}, kFloat32, gen);
+  auto train = [&](const std::shared_ptr<nn::Sequential>& net, Device dev) {
+    net->to(dev);
+    optim::SGD opt(net->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-3});
+    for (int i = 0; i < 5; ++i) {
+      opt.zero_grad();
+      const Tensor loss = mean(pow(sub(softmax(net->forward(x.to(dev)), 1), target.to(dev)), 2));
+      loss.backward();
+      opt.step();
+    }
+  };
+  auto cpu_net = make(), gpu_net = make();
+  try {
+    train(cpu_net, kCPU);
+    train(gpu_net, kGPU);
+    const auto cp = cpu_net->named_parameters(), gp = gpu_net->named_parameters();
+    for (size_t i = 0; i < cp.size(); ++i) {
+      compare("MLP 5 SGD steps: " + cp[i].first, gp[i].second, cp[i].second, 1e-5);
+      compare("MLP 5 SGD steps: " + cp[i].first + ".grad", gp[i].second.grad(), cp[i].second.grad(), 1e-5);
+    }
+  } catch (const std::exception& e) {
+    report("MLP 5 SGD steps", kFloat32, NAN, NAN, 0, false, e.what());
+  }
+}
+
+void check_allocator_and_errors() {
+  // steady state: the same sizes again are served from the cache
+  for (int i = 0; i < 3; ++i) (void)add(ones({1000, 1000}, kGPU), 1);
+  const auto before = cuda::memory_stats(0);
+  for (int i = 0; i < 10; ++i) (void)add(ones({1000, 1000}, kGPU), 1);
+  cuda::synchronize(0);
+  const auto after = cuda::memory_stats(0);
+  const bool steady = after.cuda_mallocs == before.cuda_mallocs && after.cache_hits > before.cache_hits;
+  ++g_rows;
+  if (!steady) ++g_failures;
+  std::printf("%-34s cudaMallocs %zu -> %zu, cache hits %zu -> %zu, allocated %zu, reserved %zu, peak %zu  %s\n",
+              "allocator steady state", before.cuda_mallocs, after.cuda_mallocs, before.cache_hits, after.cache_hits,
+              after.allocated, after.reserved, after.peak_allocated, steady ? "ok" : "FAIL");
+  cuda::empty_cache();
+  // operands on two devices
+  bool raised = false;
+  try {
+    (void)add(ones({2}), ones({2}, kGPU));
+  } catch (const DeviceError& e) {
+    raised = std::string(e.what()).find("same device") != std::string::npos;
+  }
+  ++g_rows;
+  if (!raised) ++g_failures;
+  std::printf("%-34s %s\n", "cpu + cuda raises DeviceError", raised ? "ok" : "FAIL");
+  // a CUDA error turns into DeviceError naming the call
+  bool named = false;
+  try {
+    TORCHLET_CUDA_CHECK(cudaSetDevice(1 << 20));
+  } catch (const DeviceError& e) {
+    named = std::string(e.what()).find("cudaSetDevice") != std::string::npos;
+  }
+  ++g_rows;
+  if (!named) ++g_failures;
+  std::printf("%-34s %s\n", "CUDA status -> DeviceError", named ? "ok" : "FAIL");
+}
+}  // namespace
+
+int main() {
+  if (!cuda::is_available()) {
+    std::printf("test_cuda_ops: no CUDA device here, skipping\n");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device 0: %s (sm_%d%d)\n\n%-34s %-9s %12s %12s %10s\n", prop.name, prop.major, prop.minor, "op",
+              "dtype", "max abs err", "max rel err", "tolerance");
+  Generator gen(1234);
+  check_elementwise(gen);
+  check_reductions(gen);
+  check_matmul(gen);
+  check_training_step();
+  check_allocator_and_errors();
+  std::printf("\n%d of %d checks failed\n", g_failures, g_rows);
+  return g_failures == 0 ? 0 : 1;
+}

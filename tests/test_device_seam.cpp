@@ -1,0 +1,428 @@
+// The device seam proven on the CPU: a fake "cuda:0" backed by host memory (an allocator labelling host blocks
+// cuda:0, a copy hook that copies through the CPU, and DeviceKernels that view the storages as CPU tensors and run
+// the CPU kernels). Every routed op must then give the CPU's values bit for bit, without registration every device
+// op must raise DeviceError, and operands on two devices must raise the one-line same-device error.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "torchlet/nn.hpp"
+#include "torchlet/ops/activation.hpp"
+#include "torchlet/ops/linalg.hpp"
+#include "torchlet/optim.hpp"
+#include "torchlet/tensor/random.hpp"
+
+using namespace torchlet;
+
+namespace {
+const Device kFake("cuda:0");
+
+// The same bytes viewed as a CPU tensor (undefined stays undefined).
+Tensor host_view(const Tensor& t) {
+  if (!t.defined()) return t;
+  return Tensor(Storage::borrow(t.storage().data(), t.storage().nbytes(), nullptr, kCPU), t.dtype(), t.sizes(),
+                t.strides(), t.storage_offset());
+}
+
+// Host blocks labelled cuda:0.
+class FakeAllocator final : public Allocator {
+ public:
+  DataPtr allocate(size_t nbytes, Device) override { return cpu_.allocate(nbytes, kCPU); }
+
+ private:
+  CPUAllocator cpu_;
+};
+
+// Copies between any two of cpu / fake cuda through the CPU copy (a source sharing the destination's bytes is
+// copied aside first, as copy_ does on the CPU).
+void fake_copy(const Tensor& dst, const Tensor& src) {
+  Tensor s = host_view(src);
+  if (src.storage().data() == dst.storage().data()) s = s.clone();
+  detail::copy_cpu(host_view(dst), s);
+}
+
+// Writes a CPU result into a device output.
+void put(const Tensor& out, const Tensor& cpu_result) { detail::copy_cpu(host_view(out), cpu_result); }
+
+// DeviceKernels running the CPU's ops and kernels on host views, counting the calls per kernel.
+class FakeKernels final : public DeviceKernels {
+ public:
+  std::map<std::string, int> calls;
+
+  void fill(const Tensor& out, const Scalar& v) override {
+    ++calls["fill"];
+    detail::fill_into(host_view(out), v);
+  }
+  void copy(const Tensor& dst, const Tensor& src) override {
+    ++calls["copy"];
+    fake_copy(dst, src);
+  }
+  void unary(UnaryOp op, const Tensor& out, const Tensor& x) override {
+    ++calls[op_name(op)];
+    const Tensor h = host_view(x);
+    switch (op) {
+      case UnaryOp::Neg: return put(out, neg(h));
+      case UnaryOp::Abs: return put(out, abs(h));
+      case UnaryOp::Exp: return put(out, exp(h));
+      case UnaryOp::Log: return put(out, log(h));
+      case UnaryOp::Sqrt: return put(out, sqrt(h));
+      case UnaryOp::Relu: return put(out, relu(h));
+    }
+  }
+  static Tensor binary_cpu(BinaryOp op, const Tensor& a, const Tensor& b, const Scalar& alpha) {
+    switch (op) {
+      case BinaryOp::Add: return add(a, b, alpha);
+      case BinaryOp::Sub: return sub(a, b, alpha);
+      case BinaryOp::Mul: return mul(a, b);
+      case BinaryOp::Div: return div(a, b);
+      case BinaryOp::DivTrunc: return div(a, b, "trunc");
+      case BinaryOp::DivFloor: return div(a, b, "floor");
+      case BinaryOp::Pow: return pow(a, b);
+      case BinaryOp::Maximum: return maximum(a, b);
+      case BinaryOp::Minimum: return minimum(a, b);
+      case BinaryOp::Eq: return eq(a, b);
+      case BinaryOp::Ne: return ne(a, b);
+      case BinaryOp::Lt: return lt(a, b);
+      case BinaryOp::Le: return le(a, b);
+      case BinaryOp::Gt: return gt(a, b);
+      case BinaryOp::Ge: return ge(a, b);
+    }
+    return {};
+  }
+  void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha) override {
+    ++calls[op_name(op)];
+    put(out, binary_cpu(op, host_view(a), host_view(b), alpha));
+  }
+  void binary_scalar(BinaryOp op, const Tensor& out, const Tensor& x, const Scalar& s) override {
+    ++calls[std::string(op_name(op)) + "_scalar"];
+    const Tensor h = host_view(x);
+    switch (op) {
+      case BinaryOp::Add: return put(out, add(h, s));
+      case BinaryOp::Sub: return put(out, sub(h, s));
+      case BinaryOp::Mul: return put(out, mul(h, s));
+      case BinaryOp::Div: return put(out, div(h, s));
+      case BinaryOp::DivTrunc: return put(out, div(h, s, "trunc"));
+      case BinaryOp::DivFloor: return put(out, div(h, s, "floor"));
+      case BinaryOp::Pow: return put(out, pow(h, s));
+      case BinaryOp::Eq: return put(out, eq(h, s));
+      case BinaryOp::Ne: return put(out, ne(h, s));
+      case BinaryOp::Lt: return put(out, lt(h, s));
+      case BinaryOp::Le: return put(out, le(h, s));
+      case BinaryOp::Gt: return put(out, gt(h, s));
+      case BinaryOp::Ge: return put(out, ge(h, s));
+      default: FAIL("binary_scalar got ", op_name(op));
+    }
+  }
+  void clamp(const Tensor& out, const Tensor& x, const std::optional<Scalar>& lo,
+             const std::optional<Scalar>& hi) override {
+    ++calls["clamp"];
+    put(out, torchlet::clamp(host_view(x), lo, hi));
+  }
+  void where(const Tensor& out, const Tensor& c, const Tensor& a, const Tensor& b) override {
+    ++calls["where"];
+    put(out, torchlet::where(host_view(c), host_view(a), host_view(b)));
+  }
+  void sum(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) override {
+    ++calls["sum"];
+    cpu::sum_into(host_view(out), host_view(x), mask);
+  }
+  void mean(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) override {
+    ++calls["mean"];
+    cpu::mean_into(host_view(out), host_view(x), mask);
+  }
+  void var(const Tensor& out, const Tensor& x, const std::vector<bool>& mask, int64_t correction,
+           bool take_sqrt) override {
+    ++calls["var"];
+    cpu::var_into(host_view(out), host_view(x), mask, correction, take_sqrt);
+  }
+  void extreme(bool is_max, const Tensor& values, const Tensor& indices, const Tensor& x,
+               const std::vector<bool>& mask) override {
+    ++calls["extreme"];
+    if (is_max) cpu::extreme_into<true>(host_view(values), host_view(indices), host_view(x), mask);
+    else cpu::extreme_into<false>(host_view(values), host_view(indices), host_view(x), mask);
+  }
+  void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta) override {
+    ++calls["matmul"];
+    cpu::matmul_into(host_view(out), host_view(a), host_view(b), alpha, beta);
+  }
+  void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) override {
+    ++calls["softmax"];
+    cpu::softmax_into(host_view(out), host_view(x), dim, log);
+  }
+  void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buffer, bool first,
+                const SGDStepOptions& o) override {
+    ++calls["sgd_step"];
+    // the CPU's SGD on host views; on a first step it makes its own buffer, copied into ours afterwards
+    const optim::SGDOptions opts{o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov, o.maximize};
+    std::optional<optim::SGDState> state;
+    if (!first && buffer.defined()) state = optim::SGDState{host_view(buffer)};
+    optim::SGD sgd(std::vector<Tensor>{zeros({1})}, opts);  // update() uses only its arguments
+    sgd.update(host_view(param), host_view(grad), state, opts);
+    if (first && buffer.defined()) put(buffer, state->momentum_buffer);
+  }
+};
+
+// Registers the fake device for one test case: allocator and copy hook, and the kernels unless `with_kernels` is
+// false; restores the defaults on destruction.
+struct FakeCuda {
+  FakeAllocator allocator;
+  FakeKernels kernels;
+  explicit FakeCuda(bool with_kernels = true) {
+    set_allocator(DeviceType::CUDA, &allocator);
+    detail::device_copy_hook() = &fake_copy;
+    if (with_kernels) set_device_kernels(DeviceType::CUDA, &kernels);
+  }
+  ~FakeCuda() {
+    set_allocator(DeviceType::CUDA, nullptr);
+    detail::device_copy_hook() = nullptr;
+    set_device_kernels(DeviceType::CUDA, nullptr);
+  }
+  FakeCuda(const FakeCuda&) = delete;
+  FakeCuda& operator=(const FakeCuda&) = delete;
+};
+
+// Bitwise equality of a device result with the CPU's: device, dtype, shape and every byte.
+void check_same(const Tensor& on_device, const Tensor& on_cpu, const char* what) {
+  INFO(std::string(what));
+  REQUIRE(on_device.defined());
+  CHECK(on_device.device() == kFake);
+  REQUIRE(on_device.dtype() == on_cpu.dtype());
+  REQUIRE(on_device.sizes() == on_cpu.sizes());
+  const Tensor a = on_device.to(kCPU).contiguous(), b = on_cpu.contiguous();
+  CHECK(a.is_cpu());
+  CHECK(std::memcmp(a.data_ptr(), b.data_ptr(), static_cast<size_t>(b.nbytes())) == 0);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const DeviceError& e) {
+    return e.what();
+  }
+  return "(no DeviceError)";
+}
+}  // namespace
+
+TEST_CASE("device seam: without a backend every cuda tensor and op raises DeviceError") {
+  CHECK_THROWS_AS(empty({2}, kFake), DeviceError);
+  CHECK_THROWS_AS(zeros({2}).to(kFake), DeviceError);
+  CHECK_THROWS_AS(device_kernels(kFake, "add"), DeviceError);
+  CHECK(error_of([] { device_kernels(kFake, "add"); }).find("[add] cannot compute on cuda:0: this program was built "
+                                                             "without torchlet's CUDA backend") != std::string::npos);
+  // memory but no kernels: each routed op names itself
+  FakeCuda fake(/*with_kernels=*/false);
+  const Tensor x = arange(0, 6, 1, kFloat32).view({2, 3}).to(kFake);
+  CHECK(x.device() == kFake);
+  CHECK_THROWS_AS(add(x, x), DeviceError);
+  CHECK_THROWS_AS(add(x, 1), DeviceError);
+  CHECK_THROWS_AS(exp(x), DeviceError);
+  CHECK_THROWS_AS(relu(x), DeviceError);
+  CHECK_THROWS_AS(clamp(x, 0, 1), DeviceError);
+  CHECK_THROWS_AS(where(gt(x, 1), x, x), DeviceError);
+  CHECK_THROWS_AS(sum(x), DeviceError);
+  CHECK_THROWS_AS(mean(x, {0}), DeviceError);
+  CHECK_THROWS_AS(var(x), DeviceError);
+  CHECK_THROWS_AS(max(x, 1), DeviceError);
+  CHECK_THROWS_AS(argmax(x), DeviceError);
+  CHECK_THROWS_AS(matmul(x, x.t()), DeviceError);
+  CHECK_THROWS_AS(softmax(x, 1), DeviceError);
+  CHECK_THROWS_AS(ones({2}, kFake), DeviceError);
+  CHECK(error_of([&] { (void)exp(x); }).find("[exp] cannot compute on cuda:0") != std::string::npos);
+  // ops that are not routed keep their CPU-only message
+  CHECK(error_of([&] { (void)dropout(x, 0.5, true); }).find("expected a cpu tensor, got one on cuda:0") !=
+        std::string::npos);
+}
+
+TEST_CASE("device seam: to(cuda) and back keeps values, dtype and strides") {
+  FakeCuda fake;
+  for (DType t : {kFloat32, kFloat64, kFloat16, kBFloat16, kInt64, kInt32, kBool, kUInt8}) {
+    INFO(t);
+    const Tensor src = sub(arange(0, 24, 1, kFloat64), 11).view({2, 3, 4}).to(t);
+    const Tensor d = src.to(kFake);
+    CHECK(d.device() == kFake);
+    CHECK(d.dtype() == t);
+    CHECK(d.strides() == src.strides());
+    const Tensor back = d.to(kCPU);
+    CHECK(back.is_cpu());
+    CHECK(std::memcmp(back.data_ptr(), src.data_ptr(), static_cast<size_t>(src.nbytes())) == 0);
+    // a non-contiguous source arrives contiguous with the same values
+    const Tensor p = src.permute({2, 0, 1});
+    const Tensor dp = p.to(kFake);
+    CHECK(dp.is_contiguous());
+    check_same(dp, p.contiguous(), "permuted");
+    // dtype conversion and clone on the device
+    check_same(d.to(kFloat32), src.to(kFloat32), "to(float32) on the device");
+    check_same(d.clone(), src.clone(), "clone");
+    check_same(d.permute({2, 0, 1}).contiguous(), p.contiguous(), "contiguous");
+  }
+  CHECK(kFake.str() == "cuda:0");
+}
+
+TEST_CASE("device seam: every routed op gives the CPU's values") {
+  FakeCuda fake;
+  Generator gen(7);
+  const Tensor a = randn({3, 4}, kFloat32, gen), b = randn({3, 4}, kFloat32, gen), row = randn({4}, kFloat32, gen);
+  const Tensor pos = add(rand({3, 4}, kFloat32, gen), 0.5);
+  const Tensor ia = randint(-9, 10, {3, 4}, kInt64, gen), ib = add(randint(1, 5, {3, 4}, kInt64, gen), 0);
+  const Tensor da = a.to(kFake), db = b.to(kFake), drow = row.to(kFake), dpos = pos.to(kFake);
+  const Tensor dia = ia.to(kFake), dib = ib.to(kFake);
+
+  check_same(zeros({2, 3}, kFake), zeros({2, 3}), "zeros");
+  check_same(ones({2, 3}, TensorOptions(kInt64, kFake)), ones({2, 3}, kInt64), "ones");
+  check_same(full({4}, 2.5, TensorOptions(kFloat64, kFake)), full({4}, 2.5, kFloat64), "full");
+  check_same(eye(3, 4, TensorOptions(kFloat32, kFake)), eye(3, 4, kFloat32), "eye");
+  {
+    Tensor f = empty({2, 2}, kFake);
+    f.fill_(-3);
+    check_same(f, full({2, 2}, -3.0, kFloat32), "fill_");
+  }
+  check_same(add(da, db), add(a, b), "add");
+  check_same(add(da, drow, 2.5), add(a, row, 2.5), "add broadcast alpha");
+  check_same(add(da, 3), add(a, 3), "add scalar");
+  check_same(sub(da, db), sub(a, b), "sub");
+  check_same(sub(da, 1.5), sub(a, 1.5), "sub scalar");
+  check_same(mul(da, drow), mul(a, row), "mul broadcast");
+  check_same(mul(da, 0.25), mul(a, 0.25), "mul scalar");
+  check_same(div(da, db), div(a, b), "div");
+  check_same(div(da, db, "trunc"), div(a, b, "trunc"), "div trunc");
+  check_same(div(da, db, "floor"), div(a, b, "floor"), "div floor");
+  check_same(div(da, 3), div(a, 3), "div scalar");
+  check_same(div(dia, dib, "floor"), div(ia, ib, "floor"), "int div floor");
+  check_same(div(dia, dib), div(ia, ib), "int true div");
+  check_same(add(dia, da), add(ia, a), "int + float promotes");
+  check_same(add(dia, 2), add(ia, 2), "int + scalar");
+  check_same(pow(dpos, db), pow(pos, b), "pow tensor");
+  check_same(pow(da, 2), pow(a, 2), "pow 2");
+  check_same(pow(dpos, 0.5), pow(pos, 0.5), "pow 0.5");
+  check_same(pow(dpos, 3.5), pow(pos, 3.5), "pow 3.5");
+  check_same(pow(dia, 3), pow(ia, 3), "int pow");
+  check_same(neg(da), neg(a), "neg");
+  check_same(abs(da), abs(a), "abs");
+  check_same(abs(dia), abs(ia), "int abs");
+  check_same(exp(da), exp(a), "exp");
+  check_same(exp(dia), exp(ia), "exp of int");
+  check_same(log(dpos), log(pos), "log");
+  check_same(sqrt(dpos), sqrt(pos), "sqrt");
+  check_same(relu(da), relu(a), "relu");
+  check_same(clamp(da, -0.5, 0.5), clamp(a, -0.5, 0.5), "clamp");
+  check_same(clamp(da, std::nullopt, 0.1), clamp(a, std::nullopt, 0.1), "clamp max");
+  check_same(clamp(dia, 0), clamp(ia, 0), "int clamp");
+  check_same(maximum(da, db), maximum(a, b), "maximum");
+  check_same(minimum(da, drow), minimum(a, row), "minimum");
+  check_same(eq(da, da), eq(a, a), "eq");
+  check_same(ne(da, db), ne(a, b), "ne");
+  check_same(lt(da, db), lt(a, b), "lt");
+  check_same(le(da, 0), le(a, 0), "le scalar");
+  check_same(gt(da, drow), gt(a, row), "gt");
+  check_same(ge(dia, 0), ge(ia, 0), "ge int scalar");
+  check_same(where(gt(da, 0), da, db), where(gt(a, 0), a, b), "where");
+  check_same(where(gt(da, 0), da, 0.0), where(gt(a, 0), a, 0.0), "where scalar");
+  check_same(da + db * 2 - db / 4, a + b * 2 - b / 4, "operators");
+  check_same(1.0 / dpos, 1.0 / pos, "scalar / tensor");
+  {
+    Tensor x = a.clone(), dx = a.to(kFake);
+    add_(x, b, 0.5);
+    add_(dx, db, 0.5);
+    mul_(x, 3);
+    mul_(dx, 3);
+    relu_(x);
+    relu_(dx);
+    check_same(dx, x, "in place");
+  }
+
+  const Tensor c = randn({2, 3, 4}, kFloat64, gen), dc = c.to(kFake);
+  check_same(sum(dc), sum(c), "sum all");
+  check_same(sum(dc, {0, 2}, true), sum(c, {0, 2}, true), "sum dims keepdim");
+  check_same(sum(dia, {1}), sum(ia, {1}), "int sum");
+  check_same(sum(dc, {1}, false, kFloat32), sum(c, {1}, false, kFloat32), "sum dtype");
+  check_same(mean(dc, {1}), mean(c, {1}), "mean");
+  check_same(mean(dc), mean(c), "mean all");
+  check_same(var(dc, {2}), var(c, {2}), "var");
+  check_same(std_(dc, {0, 1}, 0, true), std_(c, {0, 1}, 0, true), "std");
+  check_same(max(dc), max(c), "max all");
+  check_same(min(dc), min(c), "min all");
+  check_same(max(dc, 1).first, max(c, 1).first, "max dim values");
+  check_same(max(dc, 1).second, max(c, 1).second, "max dim indices");
+  check_same(min(dc, -1, true).second, min(c, -1, true).second, "min dim keepdim");
+  check_same(argmax(dc), argmax(c), "argmax");
+  check_same(argmin(dc, 2), argmin(c, 2), "argmin dim");
+  check_same(softmax(dc, 1), softmax(c, 1), "softmax");
+  check_same(log_softmax(dc, -1), log_softmax(c, -1), "log_softmax");
+
+  const Tensor m = randn({4, 5}, kFloat32, gen), dm = m.to(kFake);
+  const Tensor bm = randn({2, 5, 3}, kFloat32, gen), dbm = bm.to(kFake);
+  const Tensor ba = randn({2, 3, 5}, kFloat32, gen), dba = ba.to(kFake);
+  check_same(mm(da, dm), mm(a, m), "mm");
+  check_same(mm(da, dm.t().contiguous().t()), mm(a, m.t().contiguous().t()), "mm strided");
+  check_same(matmul(drow, dm), matmul(row, m), "vector @ matrix");
+  check_same(matmul(drow, drow), matmul(row, row), "dot");
+  check_same(bmm(dba, dbm), bmm(ba, bm), "bmm");
+  check_same(matmul(dba, dbm[0].t().contiguous().t()), matmul(ba, bm[0]), "batched @ matrix");
+  check_same(matmul(da.unsqueeze(0), dbm.slice(1, 0, 4)), matmul(a.unsqueeze(0), bm.slice(1, 0, 4)),
+             "broadcast batch");
+  const Tensor bias = randn({5}, kFloat32, gen), dbias = bias.to(kFake);
+  check_same(addmm(dbias, da, dm, 0.5, 2), addmm(bias, a, m, 0.5, 2), "addmm");
+  check_same(linear(da, dm.t(), dbias), linear(a, m.t(), bias), "linear");
+  check_same(matmul(da.to(kBFloat16), dm.to(kBFloat16)), matmul(a.to(kBFloat16), m.to(kBFloat16)), "bf16 matmul");
+
+  // the work happened in the fake's kernels
+  for (const char* k : {"add", "add_scalar", "exp", "clamp", "where", "sum", "var", "extreme", "matmul", "softmax",
+                        "fill", "div_floor", "pow_scalar", "lt"})
+    CHECK_MESSAGE(fake.kernels.calls[k] > 0, k);
+}
+
+TEST_CASE("device seam: operands on two devices raise one DeviceError naming both") {
+  FakeCuda fake;
+  const Tensor c = ones({2, 2}), d = ones({2, 2}).to(kFake);
+  for (const auto& f : std::vector<std::function<void()>>{
+           [&] { (void)add(c, d); }, [&] { (void)mul(d, c); }, [&] { (void)where(gt(d, 0), c, d); },
+           [&] { (void)matmul(c, d); }, [&] { (void)mm(d, c); }, [&] { (void)linear(d, d, sum(c, {0})); },
+           [&] { (void)maximum(c, d); }}) {
+    const std::string msg = error_of(f);
+    CHECK_MESSAGE(msg.find("expected all tensors to be on the same device, but found at least two devices") !=
+                      std::string::npos, msg);
+    CHECK_MESSAGE((msg.find("cuda:0") != std::string::npos && msg.find("cpu") != std::string::npos), msg);
+    CHECK(msg.find('\n') == std::string::npos);
+  }
+  // a 0-dim CPU tensor joins a device op as a number would, as in PyTorch
+  check_same(add(d, scalar_tensor(2.0, kFloat32)), add(c, scalar_tensor(2.0, kFloat32)), "0-dim cpu operand");
+}
+
+TEST_CASE("device seam: an MLP forward, backward and SGD step on the device match the CPU") {
+  FakeCuda fake;
+  auto make = [] {
+    manual_seed(3);
+    auto net = std::make_shared<nn::Sequential>();
+    net->push_back(std::make_shared<nn::Linear>(5, 8));
+    net->push_back(std::make_shared<nn::ReLU>());
+    net->push_back(std::make_shared<nn::Linear>(8, 3));
+    return net;
+  };
+  Generator gen(11);
+  const Tensor x = randn({6, 5}, kFloat32, gen), target = randn({6, 3}, kFloat32, gen);
+  auto step = [&](const std::shared_ptr<nn::Sequential>& net, Device dev) {
+    net->to(dev);
+    optim::SGD opt(net->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-2});
+    Tensor loss;
+    for (int i = 0; i < 3; ++i) {  // three steps: the first and later momentum steps
+      opt.zero_grad();
+      const Tensor y = net->forward(x.to(dev));
+      loss = mean(pow(sub(y, target.to(dev)), 2));
+      loss.backward();
+      opt.step();
+    }
+    return loss;
+  };
+  auto cpu_net = make(), dev_net = make();
+  const Tensor cpu_loss = step(cpu_net, kCPU), dev_loss = step(dev_net, kFake);
+  check_same(dev_loss, cpu_loss, "loss");
+  const auto cp = cpu_net->named_parameters(), dp = dev_net->named_parameters();
+  REQUIRE(cp.size() == dp.size());
+  for (size_t i = 0; i < cp.size(); ++i) {
+    check_same(dp[i].second, cp[i].second, cp[i].first.c_str());
+    check_same(dp[i].second.grad(), cp[i].second.grad(), (cp[i].first + ".grad").c_str());
+  }
+  CHECK(fake.kernels.calls["sgd_step"] == 12);
+}
