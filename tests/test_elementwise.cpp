@@ -146,3 +146,44 @@ TEST_CASE("bad operands give one-line errors") {
   CHECK_THROWS_AS(clamp(zeros({1}), std::nullopt, std::nullopt), ValueError);
   CHECK_THROWS_AS(exp(empty({2}, DType::UInt16)), DTypeError);
 }
+
+TEST_CASE("the strided loop walks operands in the written operand's memory order") {
+  // channels-last [N,C,H,W] = [2,3,4,5]: element strides (60, 1, 15, 3); in bytes for float
+  const Shape sizes{2, 3, 4, 5};
+  const Shape cl{240, 4, 60, 12}, c_order{240, 80, 20, 4}, bias{0, 4, 0, 0};
+  CHECK(detail::walk_order<1>(sizes, {cl}) == Shape{0, 2, 3, 1});
+  CHECK(detail::walk_order<1>(sizes, {c_order}) == Shape{0, 1, 2, 3});
+  // a broadcast operand does not decide; size-1 dims are left out
+  CHECK(detail::walk_order<2>(sizes, {cl, bias}) == Shape{0, 2, 3, 1});
+  CHECK(detail::walk_order<2>(Shape{2, 1, 3}, {Shape{12, 12, 4}, Shape{0, 0, 4}}) == Shape{0, 2});
+  // ties on the first operand go to the next one
+  CHECK(detail::walk_order<2>(Shape{3, 4}, {Shape{0, 0}, Shape{4, 12}}) == Shape{1, 0});
+
+  // elementwise ops on channels-last tensors run as one dense run, not 24 runs with a stride of C
+  float out[120], a[120], b[120];
+  int runs = 0;
+  int64_t longest = 0, step = 0;
+  detail::for_each_strided<3>(
+      sizes, std::array<char*, 3>{reinterpret_cast<char*>(out), reinterpret_cast<char*>(a), reinterpret_cast<char*>(b)},
+      std::array<Shape, 3>{cl, cl, cl},
+      [&](std::array<char*, 3>, std::array<int64_t, 3> s, int64_t n) {
+        ++runs;
+        longest = std::max(longest, n);
+        step = s[0];
+      },
+      /*parallel=*/false);
+  CHECK(runs == 1);
+  CHECK(longest == 120);
+  CHECK(step == 4);
+
+  // and the values are right: a channels-last add with a broadcast per-channel bias, against the C-order result
+  const Tensor x = arange(0, 120, 1, kFloat32).reshape({2, 3, 4, 5});
+  const Tensor bias_t = tensor<float>({10, 20, 30}).reshape({1, 3, 1, 1});
+  const Tensor got = x.contiguous(MemoryFormat::ChannelsLast) + bias_t;
+  CHECK(got.is_contiguous(MemoryFormat::ChannelsLast));
+  check_equal(got.contiguous(), x + bias_t);
+  // a transposed destination written from a C-order source
+  Tensor t = empty({5, 4}, kFloat32).t();
+  t.copy_(arange(0, 20, 1, kFloat32).reshape({4, 5}));
+  check_equal(t.contiguous(), arange(0, 20, 1, kFloat32).reshape({4, 5}));
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds torchlet's libFuzzer harnesses (tests/fuzz/fuzz_*.cpp) into the folder given as argument (default
 # build-fuzz), with clang++-14, ASan + UBSan (UBSan findings abort), and the seed corpora and dictionaries
-# beside them (make_corpus.sh). Harnesses build in parallel (FUZZ_JOBS, default: nproc).
+# beside them (make_corpus.sh). Harnesses build in parallel (FUZZ_JOBS, default: nproc), at FUZZ_OPT (default -O1).
 #   tests/fuzz/build.sh [OUT_DIR] [HARNESS...]      e.g. tests/fuzz/build.sh build-fuzz fuzz_load
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,7 +11,8 @@ shift || true
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cxx=${CXX_FUZZ:-clang++-14}
-flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+opt=${FUZZ_OPT:--O1}  # -O0 for a replay (tests/meson.build), -O1 for fuzzing
+flags=(-std=c++20 "$opt" -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$root/include" -isystem /usr/include/eigen3 -I"$here" -Wall -Wno-unused-function)
 if [ $# -gt 0 ]; then harnesses=("$@"); else
   harnesses=(); for f in "$here"/fuzz_*.cpp; do harnesses+=("$(basename "$f" .cpp)"); done

@@ -6,7 +6,8 @@
 //                  the same with the model and the input in channels-last layout (without and with folding)
 //   train_logits, train_loss, grad.NAME
 //                  one float64 train-mode step (model converted to float64 after loading, cross-entropy against
-//                  targets 3, 7, 3, 7, ...), with the gradient of each parameter NAME given on the command line
+//                  targets 3, 7, 3, 7, ...), with the gradient of each parameter NAME given on the command line;
+//                  only when at least one NAME is given
 // usage: resnet_conformance ARCH WEIGHTS.pth INPUT.npy OUT.pth [PARAM...]   (num_classes 10)
 #include <cstdio>
 #include <string>
@@ -51,6 +52,10 @@ int main(int argc, char** argv) {
       results.set("channels_last_folded_logits", (*model)(x_cl));
       model->to(MemoryFormat::Contiguous);
       results.set("folded_logits", (*model)(x));
+    }
+    if (argc == 5) {  // no gradients asked for: no train step
+      save(out, Value(std::move(results)));
+      return 0;
     }
     model = loaded(arch, weights);
     model->to(kFloat64);

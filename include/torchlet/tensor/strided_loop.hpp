@@ -3,25 +3,58 @@
 /// strides, merging dimensions that are contiguous together and splitting the work across threads.
 #include <array>
 #include <cstdint>
+#include <utility>
 
 #include "torchlet/core/shape.hpp"
 #include "torchlet/core/threads.hpp"
 
 namespace torchlet::detail {
 
+/// The dims of `sizes` (size-1 dims left out) from outermost to innermost for walking K operands: ordered by
+/// the first operand's byte strides, largest first (the operand written, e.g. the output), ties and stride-0
+/// (broadcast) dims decided by the next operands, as PyTorch's TensorIterator orders them — so a channels-last or
+/// transposed tensor is walked in memory order, not with a large inner step. Stable: C-order operands keep their
+/// order.
+template <size_t K>
+Shape walk_order(const Shape& sizes, const std::array<Shape, K>& strides) {
+  Shape order;
+  for (size_t d = 0; d < sizes.size(); ++d)
+    if (sizes[d] != 1) order.push_back(static_cast<int64_t>(d));
+  // true when dim a must be walked outside dim b: the first operand with nonzero, different strides decides
+  auto outer = [&strides](int64_t a, int64_t b) {
+    for (size_t k = 0; k < K; ++k) {
+      const int64_t sa = strides[k][static_cast<size_t>(a)] < 0 ? -strides[k][static_cast<size_t>(a)]
+                                                                 : strides[k][static_cast<size_t>(a)];
+      const int64_t sb = strides[k][static_cast<size_t>(b)] < 0 ? -strides[k][static_cast<size_t>(b)]
+                                                                 : strides[k][static_cast<size_t>(b)];
+      if (sa == 0 || sb == 0 || sa == sb) continue;
+      return sa > sb;
+    }
+    return false;
+  };
+  // insertion sort: few dims, stable, and no work when the operands are already in order
+  for (size_t i = 1; i < order.size(); ++i) {
+    for (size_t j = i; j > 0 && outer(order[j], order[j - 1]); --j) std::swap(order[j], order[j - 1]);
+  }
+  return order;
+}
+
 /// For K operands viewed with `sizes` and byte strides `strides[k]` from `base[k]`, calls
 /// `inner(ptrs, inner_strides, n)` on runs of n elements along the innermost dimension, where
 /// ptrs[k] is the first element of operand k in the run and inner_strides[k] its byte step.
-/// With `parallel`, runs may be processed concurrently (each run writes only its own elements).
+/// Dims are walked in memory order of the first operand (walk_order), so every element is visited once but not
+/// necessarily in C order. With `parallel`, runs may be processed concurrently (each run writes only its own
+/// elements).
 template <size_t K, class Inner>
 void for_each_strided(const Shape& sizes, std::array<char*, K> base, std::array<Shape, K> strides, Inner&& inner,
                       bool parallel = true) {
-  // coalesce: drop size-1 dims and merge neighbours laid out as one
+  for (int64_t s : sizes)
+    if (s == 0) return;
+  // coalesce: walk the dims outermost first and merge neighbours laid out as one
   Shape sz;
   std::array<Shape, K> st;
-  for (size_t d = 0; d < sizes.size(); ++d) {
-    if (sizes[d] == 0) return;
-    if (sizes[d] == 1) continue;
+  for (int64_t dim : walk_order<K>(sizes, strides)) {
+    const auto d = static_cast<size_t>(dim);
     bool merge = !sz.empty();
     for (size_t k = 0; k < K && merge; ++k) merge = st[k].back() == strides[k][d] * sizes[d];
     if (merge) {
