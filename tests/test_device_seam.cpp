@@ -9,6 +9,7 @@
 #include <string>
 
 #include "torchlet/nn.hpp"
+#include "torchlet/ops/conv.hpp"
 #include "torchlet/ops/activation.hpp"
 #include "torchlet/ops/linalg.hpp"
 #include "torchlet/optim.hpp"
@@ -150,6 +151,50 @@ class FakeKernels final : public DeviceKernels {
   void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) override {
     ++calls["softmax"];
     cpu::softmax_into(host_view(out), host_view(x), dim, log);
+  }
+  static cpu::Conv2dGeometry geometry(const Conv2dShape& s) {
+    cpu::Conv2dGeometry g;
+    g.batch = s.batch, g.in_channels = s.in_channels, g.in_h = s.in_h, g.in_w = s.in_w;
+    g.out_channels = s.out_channels, g.kernel_h = s.kernel_h, g.kernel_w = s.kernel_w;
+    g.stride_h = s.stride_h, g.stride_w = s.stride_w, g.pad_h = s.pad_h, g.pad_w = s.pad_w;
+    g.dilation_h = s.dilation_h, g.dilation_w = s.dilation_w, g.groups = s.groups, g.out_h = s.out_h, g.out_w = s.out_w;
+    return g;
+  }
+  template <class T>
+  static const T* ptr_or_null(const Tensor& t) {
+    return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
+  }
+  void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Conv2dShape& s) override {
+    ++calls["conv2d_forward"];
+    REQUIRE((x.is_contiguous() && w.is_contiguous() && out.is_contiguous()));
+    detail::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_forward<T>(geometry(s), ptr_or_null<T>(x), ptr_or_null<T>(w), ptr_or_null<T>(bias),
+                               static_cast<T*>(out.data_ptr()));
+      else FAIL("conv2d on the device gets float32 or float64");
+    });
+  }
+  void conv2d_backward_input(const Tensor& gi, const Tensor& go, const Tensor& w, const Conv2dShape& s) override {
+    ++calls["conv2d_backward_input"];
+    detail::dispatch_floating(w.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_backward_input<T>(geometry(s), ptr_or_null<T>(go), ptr_or_null<T>(w), static_cast<T*>(gi.data_ptr()));
+    });
+  }
+  void conv2d_backward_weight(const Tensor& gw, const Tensor& go, const Tensor& x, const Conv2dShape& s) override {
+    ++calls["conv2d_backward_weight"];
+    detail::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_backward_weight<T>(geometry(s), ptr_or_null<T>(go), ptr_or_null<T>(x), static_cast<T*>(gw.data_ptr()));
+    });
+  }
+  void conv2d_backward_bias(const Tensor& gb, const Tensor& go, const Conv2dShape& s) override {
+    ++calls["conv2d_backward_bias"];
+    detail::dispatch_floating(go.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_backward_bias<T>(geometry(s), ptr_or_null<T>(go), static_cast<T*>(gb.data_ptr()));
+    });
   }
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buffer, bool first,
                 const SGDStepOptions& o) override {
@@ -388,6 +433,37 @@ TEST_CASE("device seam: operands on two devices raise one DeviceError naming bot
   }
   // a 0-dim CPU tensor joins a device op as a number would, as in PyTorch
   check_same(add(d, scalar_tensor(2.0, kFloat32)), add(c, scalar_tensor(2.0, kFloat32)), "0-dim cpu operand");
+}
+
+TEST_CASE("device seam: conv2d forward and backward on the device match the CPU") {
+  FakeCuda fake;
+  Generator gen(5);
+  for (DType t : {kFloat32, kFloat64, kBFloat16}) {
+    INFO(t);
+    const Tensor x = randn({2, 4, 7, 6}, t, gen), w = randn({6, 2, 3, 3}, t, gen), b = randn({6}, t, gen);
+    const Conv2dOptions opt{{2, 1}, {1, 1}, {1, 2}, 2};
+    auto run = [&](Device dev) {
+      Tensor xd = x.detach().to(dev), wd = w.detach().to(dev), bd = b.detach().to(dev);
+      xd.requires_grad_();
+      wd.requires_grad_();
+      bd.requires_grad_();
+      const Tensor y = conv2d(xd, wd, bd, opt);
+      sum(mul(y, y)).backward();
+      return std::vector<Tensor>{y, xd.grad(), wd.grad(), bd.grad()};
+    };
+    const auto cpu_r = run(kCPU), dev_r = run(kFake);
+    const char* names[] = {"output", "grad input", "grad weight", "grad bias"};
+    for (int i = 0; i < 4; ++i) check_same(dev_r[i], cpu_r[i], names[i]);
+  }
+  // a channels-last input keeps its layout, an unbatched one stays unbatched
+  const Tensor x = randn({1, 3, 5, 5}, kFloat32, gen).contiguous(MemoryFormat::ChannelsLast), w = randn({2, 3, 3, 3}, kFloat32, gen);
+  const Tensor y = conv2d(x.to(kFake), w.to(kFake));
+  CHECK(y.is_contiguous(MemoryFormat::ChannelsLast));
+  CHECK(std::memcmp(y.to(kCPU).contiguous().data_ptr(), conv2d(x.contiguous(), w).data_ptr(), 4 * 18) == 0);
+  check_same(conv2d(x[0].to(kFake), w.to(kFake)), conv2d(x[0].contiguous(), w), "unbatched");
+  CHECK(fake.kernels.calls["conv2d_forward"] > 0);
+  CHECK(fake.kernels.calls["conv2d_backward_weight"] > 0);
+  CHECK_THROWS_AS(conv2d(x, w.to(kFake)), DeviceError);
 }
 
 TEST_CASE("device seam: an MLP forward, backward and SGD step on the device match the CPU") {

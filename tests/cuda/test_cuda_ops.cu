@@ -11,6 +11,7 @@
 #include "torchlet/cuda.cuh"
 #include "torchlet/nn.hpp"
 #include "torchlet/ops/activation.hpp"
+#include "torchlet/ops/conv.hpp"
 #include "torchlet/ops/linalg.hpp"
 #include "torchlet/optim.hpp"
 #include "torchlet/tensor/random.hpp"
@@ -203,6 +204,38 @@ void check_matmul(Generator& gen) {
   cuda::allow_tf32() = false;
 }
 
+void check_conv(Generator& gen) {
+  using V = std::vector<Tensor>;
+  cuda::cudnn_allow_tf32() = false;
+  for (DType t : {kFloat32, kFloat64, kBFloat16}) {
+    const Tensor x = random_of(t, {4, 8, 17, 15}, gen), w = random_of(t, {12, 4, 3, 3}, gen), b = random_of(t, {12}, gen);
+    const Conv2dOptions opt{{2, 1}, {1, 2}, {1, 2}, 2};
+    const double tol = tolerance(t, 64);
+    check("conv2d groups/stride/pad/dilation", {x, w, b}, [&](const V& v) { return conv2d(v[0], v[1], v[2], opt); },
+          tol);
+    const Tensor w1 = random_of(t, {6, 8, 1, 1}, gen);
+    check("conv2d 1x1, channels-last input", {x, w1}, [&](const V& v) {
+      return conv2d(v[0].contiguous(MemoryFormat::ChannelsLast), v[1]);
+    }, tol);
+    auto grads = [&](const V& v, int which) {
+      Tensor xi = v[0].detach(), wi = v[1].detach(), bi = v[2].detach();
+      xi.requires_grad_();
+      wi.requires_grad_();
+      bi.requires_grad_();
+      const Tensor y = conv2d(xi, wi, bi, opt);
+      sum(mul(y, y)).backward();
+      return which == 0 ? xi.grad() : which == 1 ? wi.grad() : bi.grad();
+    };
+    check("conv2d grad input", {x, w, b}, [&](const V& v) { return grads(v, 0); }, tol * 4);
+    check("conv2d grad weight", {x, w, b}, [&](const V& v) { return grads(v, 1); }, tol * 4);
+    check("conv2d grad bias", {x, w, b}, [&](const V& v) { return grads(v, 2); }, tol * 4);
+  }
+  cuda::cudnn_allow_tf32() = true;
+  const Tensor x = random_of(kFloat32, {8, 64, 28, 28}, gen), w = random_of(kFloat32, {64, 64, 3, 3}, gen);
+  check("conv2d float32 with TF32", {x, w}, [&](const V& v) { return conv2d(v[0], v[1], Tensor(), {{1, 1}, {1, 1}}); },
+        5e-3);
+}
+
 void check_training_step() {
   auto make = [] {
     manual_seed(5);
@@ -288,6 +321,7 @@ int main() {
   check_elementwise(gen);
   check_reductions(gen);
   check_matmul(gen);
+  check_conv(gen);
   check_training_step();
   check_allocator_and_errors();
   std::printf("\n%d of %d checks failed\n", g_failures, g_rows);

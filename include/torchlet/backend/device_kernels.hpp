@@ -69,6 +69,15 @@ struct SGDStepOptions {
   bool maximize = false;     ///< Ascend instead of descend.
 };
 
+/// The geometry of a batched 2-D convolution (all sizes already checked by the op layer).
+struct Conv2dShape {
+  int64_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;  ///< input [N, C, H, W]
+  int64_t out_channels = 1, kernel_h = 1, kernel_w = 1;     ///< weight [Cout, C / groups, kh, kw]
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;                                       ///< channel groups
+  int64_t out_h = 1, out_w = 1;                             ///< output [N, Cout, Ho, Wo]
+};
+
 /// What a non-CPU device computes. Every tensor handed to a kernel lives on that device; outputs are new,
 /// contiguous (or channels-last) tensors the op layer allocated with the right dtype and shape, and inputs are
 /// already converted to the compute dtype and broadcast (expand()ed, so strides may be 0) to the output's shape
@@ -116,6 +125,19 @@ class DeviceKernels {
                       const Scalar& beta) = 0;
   /// softmax or log_softmax of floating x along `dim` into contiguous out of x's dtype.
   virtual void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) = 0;
+
+  // ---- convolution: contiguous NCHW tensors of one floating dtype (float32 for 16-bit inputs) ----
+  /// out [N, Cout, Ho, Wo] = conv2d(x [N, C, H, W], w) + bias [Cout] (when defined).
+  virtual void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                              const Conv2dShape& shape) = 0;
+  /// grad_input [N, C, H, W] of conv2d, from grad_output [N, Cout, Ho, Wo] and w.
+  virtual void conv2d_backward_input(const Tensor& grad_input, const Tensor& grad_output, const Tensor& w,
+                                     const Conv2dShape& shape) = 0;
+  /// grad_weight [Cout, C / groups, kh, kw] of conv2d, from grad_output and x.
+  virtual void conv2d_backward_weight(const Tensor& grad_weight, const Tensor& grad_output, const Tensor& x,
+                                      const Conv2dShape& shape) = 0;
+  /// grad_bias [Cout] of conv2d: grad_output summed over N, Ho and Wo.
+  virtual void conv2d_backward_bias(const Tensor& grad_bias, const Tensor& grad_output, const Conv2dShape& shape) = 0;
 
   // ---- optimizer steps ----
   /// One SGD step in place: param, grad and (when momentum != 0) momentum_buffer share shape and dtype;

@@ -5,6 +5,7 @@
 #include "torchlet/backend/device_kernels.hpp"
 #include "torchlet/cuda/allocator.cuh"
 #include "torchlet/cuda/blas.cuh"
+#include "torchlet/cuda/conv.cuh"
 #include "torchlet/cuda/copy.cuh"
 #include "torchlet/cuda/elementwise.cuh"
 #include "torchlet/cuda/reduce.cuh"
@@ -47,6 +48,21 @@ class CudaKernels final : public DeviceKernels {
     cuda::matmul(out, a, b, alpha, beta);
   }
   void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) override { cuda::softmax(out, x, dim, log); }
+  void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Conv2dShape& shape) override {
+    cuda::conv2d_forward(out, x, w, bias, shape);
+  }
+  void conv2d_backward_input(const Tensor& grad_input, const Tensor& grad_output, const Tensor& w,
+                             const Conv2dShape& shape) override {
+    cuda::conv2d_backward_input(grad_input, grad_output, w, shape);
+  }
+  void conv2d_backward_weight(const Tensor& grad_weight, const Tensor& grad_output, const Tensor& x,
+                              const Conv2dShape& shape) override {
+    cuda::conv2d_backward_weight(grad_weight, grad_output, x, shape);
+  }
+  void conv2d_backward_bias(const Tensor& grad_bias, const Tensor& grad_output, const Conv2dShape& shape) override {
+    cuda::conv2d_backward_bias(grad_bias, grad_output, shape);
+  }
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, bool first,
                 const SGDStepOptions& options) override {
     cuda::sgd_step(param, grad, momentum_buffer, first, options);

@@ -78,7 +78,7 @@ device_t<H> to_device_value(const Scalar& s) {
   const H h = s.to<H>();
   device_t<H> d;
   static_assert(sizeof(d) == sizeof(h));
-  std::memcpy(&d, &h, sizeof(h));
+  std::memcpy(static_cast<void*>(&d), static_cast<const void*>(&h), sizeof(h));
   return d;
 }
 

@@ -39,9 +39,10 @@ inline cpu::Conv2dGeometry conv2d_geometry(const Tensor& input, const Tensor& we
   TORCHLET_CHECK(weight.dim() == 4, ShapeError,
                  "[conv2d] expected weight of 4 dims (out_channels, in_channels / groups, kH, kW), got ",
                  shape_str(weight.sizes()));
-  detail::check_cpu(input, "conv2d");
-  detail::check_cpu(weight, "conv2d");
-  if (bias.defined()) detail::check_cpu(bias, "conv2d");
+  TORCHLET_CHECK(input.device() == weight.device() && (!bias.defined() || bias.device() == input.device()),
+                 DeviceError, "[conv2d] expected all tensors to be on the same device, but found at least two "
+                 "devices, ", input.device(), " and ", input.device() != weight.device() ? weight.device()
+                 : bias.device());
   const DType dt = input.dtype();
   TORCHLET_CHECK(dt == kFloat32 || dt == kFloat64 || dt == kFloat16 || dt == kBFloat16, DTypeError,
                  "[conv2d] expected a floating point input (float16, bfloat16, float32, float64), got ", dt);
@@ -102,6 +103,12 @@ inline cpu::Conv2dGeometry conv2d_geometry(const Tensor& input, const Tensor& we
 /// The dtype conv2d computes in: float32 for float16 / bfloat16, the dtype itself otherwise.
 inline DType conv2d_compute_dtype(DType dt) { return (dt == kFloat16 || dt == kBFloat16) ? kFloat32 : dt; }
 
+/// The geometry as the device kernels take it.
+inline Conv2dShape conv2d_shape(const cpu::Conv2dGeometry& g) {
+  return {g.batch, g.in_channels, g.in_h, g.in_w, g.out_channels, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
+          g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups, g.out_h, g.out_w};
+}
+
 /// conv2d without autograd (see torchlet::conv2d).
 inline Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Tensor& bias,
                              const cpu::Conv2dGeometry& g) {
@@ -111,6 +118,15 @@ inline Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Te
   const int64_t cout = g.out_channels;
   // float16 / bfloat16 are computed in float32 and rounded back
   const DType compute = conv2d_compute_dtype(dt);
+  if (!input.is_cpu()) {  // the device computes NCHW; a channels-last input gets a channels-last output
+    const Tensor xc = x4.to(compute).contiguous(), wc = weight.to(compute).contiguous();
+    const Tensor bc = bias.defined() ? bias.to(compute).contiguous() : Tensor();
+    Tensor out = empty({g.batch, cout, g.out_h, g.out_w}, TensorOptions(compute, input.device()));
+    if (out.numel() > 0) device_kernels(input.device(), "conv2d").conv2d_forward(out, xc, wc, bc, conv2d_shape(g));
+    if (compute != dt) out = out.to(dt);
+    if (x4.suggest_memory_format() == MemoryFormat::ChannelsLast) out = out.contiguous(MemoryFormat::ChannelsLast);
+    return batched ? out : out.squeeze(0);
+  }
   if (x4.suggest_memory_format() == MemoryFormat::ChannelsLast) {  // NHWC in, NHWC out
     const Tensor xc = x4.to(compute).contiguous(MemoryFormat::ChannelsLast);
     const Tensor wc = weight.to(compute).contiguous(MemoryFormat::ChannelsLast);
@@ -150,6 +166,26 @@ inline TensorList conv2d_backward(const Tensor& grad_out, const Tensor& input, c
   const bool batched = input.dim() == 4;
   const Tensor go = (batched ? grad_out : grad_out.unsqueeze(0)).to(compute).contiguous();
   Tensor gi, gw, gb;
+  if (!weight.is_cpu()) {
+    DeviceKernels& k = device_kernels(weight.device(), "conv2d backward");
+    if (need[0]) {
+      gi = empty({g.batch, g.in_channels, g.in_h, g.in_w}, TensorOptions(compute, weight.device()));
+      if (gi.numel() > 0) k.conv2d_backward_input(gi, go, weight.to(compute).contiguous(), conv2d_shape(g));
+      if (!batched) gi = gi.squeeze(0);
+    }
+    if (need[1]) {
+      gw = empty(weight.sizes(), TensorOptions(compute, weight.device()));
+      if (gw.numel() > 0)
+        k.conv2d_backward_weight(gw, go, (batched ? input : input.unsqueeze(0)).to(compute).contiguous(),
+                                 conv2d_shape(g));
+    }
+    if (need.size() > 2 && need[2] && has_bias) {
+      gb = empty({g.out_channels}, TensorOptions(compute, weight.device()));
+      if (go.numel() > 0) k.conv2d_backward_bias(gb, go, conv2d_shape(g));
+      else gb.zero_();
+    }
+    return TensorList{gi, gw, gb};
+  }
   if (need[0]) {
     const Tensor wc = weight.to(compute).contiguous();
     gi = empty({g.batch, g.in_channels, g.in_h, g.in_w}, TensorOptions(compute, input.device()));

@@ -211,7 +211,9 @@ Tensor extreme_all(const Tensor& x, const char* op) {
 /// max / min along `dim` (values and indices), the values recorded with the gradient going to the indices.
 template <bool is_max>
 std::pair<Tensor, Tensor> extreme_values_dim(const Tensor& x, int64_t dim, bool keepdim, const char* op) {
-  auto [values, indices] = extreme_dim<is_max>(x, dim, keepdim, true, op);
+  // named tensors, not a structured binding: nvcc's host pass (cudafe) turns bindings into tuple_element refs
+  const std::pair<Tensor, Tensor> both = extreme_dim<is_max>(x, dim, keepdim, true, op);
+  const Tensor values = both.first, indices = both.second;
   if (!autograd::any_requires_grad({x})) return {values, indices};
   const int64_t d = wrap_dim(dim, x.dim(), op);
   autograd::record(op, {x}, {values}, [si = autograd::SavedTensor(indices), sizes = x.sizes(), d, keepdim](

@@ -147,7 +147,8 @@ inline Tensor Tensor::to(DType t, bool copy) const {
 
 inline Tensor Tensor::to(Device d, bool copy) const {
   if (d == device() && !copy) return *this;
-  Tensor out = empty(sizes(), TensorOptions(dtype(), d));
+  // a channels-last tensor stays channels-last, as PyTorch's preserve_format does
+  Tensor out = empty(sizes(), TensorOptions(dtype(), d), suggest_memory_format());
   detail::copy_into(out, *this);
   return track(out, "to", detail::GradFlow::Cast);
 }

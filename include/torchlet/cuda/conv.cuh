@@ -1,0 +1,243 @@
+#pragma once
+/// \file conv2d on cuDNN: forward, backward data and backward filter for contiguous NCHW float32 / float64
+/// tensors, with groups, stride, padding and dilation. The algorithm of each (direction, shape, dtype, math) is
+/// chosen once by cuDNN's benchmark (cudnnFind*, like torch.backends.cudnn.benchmark) and cached; workspaces come
+/// from the caching allocator. float32 may use TF32 unless cudnn_allow_tf32() is false (PyTorch's
+/// torch.backends.cudnn.allow_tf32, on by default). Compiled by nvcc only.
+#include <cudnn.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "torchlet/backend/device_kernels.hpp"
+#include "torchlet/cuda/allocator.cuh"
+#include "torchlet/cuda/check.cuh"
+#include "torchlet/tensor/tensor.hpp"
+
+namespace torchlet::cuda {
+
+/// Whether float32 convolutions may use TF32 tensor cores (torch.backends.cudnn.allow_tf32); true by default.
+inline bool& cudnn_allow_tf32() {
+  static bool on = true;
+  return on;
+}
+
+/// The cuDNN handle of (device, stream), made on first use and kept for the process's life.
+inline cudnnHandle_t cudnn_handle(int device, cudaStream_t stream) {
+  static std::mutex mutex;
+  static auto* handles = new std::map<std::pair<int, cudaStream_t>, cudnnHandle_t>();
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = handles->find({device, stream});
+  if (it != handles->end()) return it->second;
+  DeviceGuard guard(device);
+  cudnnHandle_t h = nullptr;
+  TORCHLET_CUDNN_CHECK(cudnnCreate(&h));
+  TORCHLET_CUDNN_CHECK(cudnnSetStream(h, stream));
+  handles->emplace(std::make_pair(device, stream), h);
+  return h;
+}
+
+namespace detail {
+/// The descriptors of one convolution, destroyed with it.
+struct ConvDescriptors {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+
+  ConvDescriptors(const Conv2dShape& g, DType t) {
+    const cudnnDataType_t dt = t == kFloat64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+    TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
+    TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
+    TORCHLET_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
+    TORCHLET_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
+    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, dt, int(g.batch), int(g.in_channels),
+                                                    int(g.in_h), int(g.in_w)));
+    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, dt, int(g.batch), int(g.out_channels),
+                                                    int(g.out_h), int(g.out_w)));
+    TORCHLET_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, CUDNN_TENSOR_NCHW, int(g.out_channels),
+                                                    int(g.in_channels / g.groups), int(g.kernel_h),
+                                                    int(g.kernel_w)));
+    TORCHLET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(g.pad_h), int(g.pad_w), int(g.stride_h),
+                                                         int(g.stride_w), int(g.dilation_h), int(g.dilation_w),
+                                                         CUDNN_CROSS_CORRELATION, dt));
+    TORCHLET_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, int(g.groups)));
+    const bool tf32 = t == kFloat32 && cudnn_allow_tf32();
+    TORCHLET_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+  }
+  ~ConvDescriptors() {
+    cudnnDestroyConvolutionDescriptor(conv);
+    cudnnDestroyFilterDescriptor(w);
+    cudnnDestroyTensorDescriptor(y);
+    cudnnDestroyTensorDescriptor(x);
+  }
+  ConvDescriptors(const ConvDescriptors&) = delete;
+  ConvDescriptors& operator=(const ConvDescriptors&) = delete;
+};
+
+/// Which pass an algorithm is for.
+enum class ConvPass { Forward, BackwardData, BackwardFilter };
+
+/// The cache key of an algorithm choice.
+using ConvKey = std::tuple<int, int, int, bool, std::vector<int64_t>>;
+
+inline ConvKey conv_key(ConvPass pass, const Conv2dShape& g, DType t, int device) {
+  return {static_cast<int>(pass), static_cast<int>(t), device, t == kFloat32 && cudnn_allow_tf32(),
+          std::vector<int64_t>{g.batch, g.in_channels, g.in_h, g.in_w, g.out_channels, g.kernel_h, g.kernel_w,
+                               g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups}};
+}
+
+/// The chosen algorithm (as an int) and its workspace size.
+struct ConvChoice {
+  int algo = 0;
+  size_t workspace = 0;
+};
+
+inline std::map<ConvKey, ConvChoice>& conv_cache() {
+  static auto* cache = new std::map<ConvKey, ConvChoice>();
+  return *cache;
+}
+inline std::mutex& conv_cache_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+/// Device memory of `n` bytes from the caching allocator (a tensor keeps it alive).
+inline Tensor workspace(size_t n, Device device) {
+  return empty({static_cast<int64_t>(std::max<size_t>(n, 1))}, TensorOptions(kUInt8, device));
+}
+
+/// The first successful result of a cudnnFind* call.
+template <class Perf>
+ConvChoice first_ok(const Perf* perf, int count, const char* what) {
+  for (int i = 0; i < count; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS) return {static_cast<int>(perf[i].algo), perf[i].memory};
+  TORCHLET_THROW(DeviceError, "[conv2d] cuDNN found no ", what, " algorithm for this convolution");
+}
+
+/// The algorithm of `pass` for this convolution, benchmarked once per key.
+inline ConvChoice choose(ConvPass pass, const Conv2dShape& g, DType t, int device, cudnnHandle_t h,
+                         const ConvDescriptors& d) {
+  const ConvKey key = conv_key(pass, g, t, device);
+  {
+    std::lock_guard<std::mutex> lock(conv_cache_mutex());
+    auto it = conv_cache().find(key);
+    if (it != conv_cache().end()) return it->second;
+  }
+  constexpr int kMax = 16;
+  int found = 0;
+  ConvChoice c;
+  if (pass == ConvPass::Forward) {
+    cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+    TORCHLET_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, kMax, &found, perf));
+    c = first_ok(perf, found, "forward");
+  } else if (pass == ConvPass::BackwardData) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+    TORCHLET_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w, d.y, d.conv, d.x, kMax, &found, perf));
+    c = first_ok(perf, found, "backward data");
+  } else {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
+    TORCHLET_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, kMax, &found, perf));
+    c = first_ok(perf, found, "backward filter");
+  }
+  std::lock_guard<std::mutex> lock(conv_cache_mutex());
+  conv_cache()[key] = c;
+  return c;
+}
+
+inline void check_conv_dtype(DType t) {
+  TORCHLET_CHECK(t == kFloat32 || t == kFloat64, DTypeError, "[conv2d] the cuda backend convolves float32 and "
+                 "float64 (16-bit inputs are computed in float32), got ", t);
+}
+}  // namespace detail
+
+/// out [N, Cout, Ho, Wo] = conv2d(x [N, C, H, W], w) (+ bias [Cout] if defined); all contiguous NCHW, one dtype.
+inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                           const Conv2dShape& g) {
+  detail::check_conv_dtype(x.dtype());
+  const int dev = x.device().index;
+  DeviceGuard guard(dev);
+  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
+  const detail::ConvDescriptors d(g, x.dtype());
+  const detail::ConvChoice c = detail::choose(detail::ConvPass::Forward, g, x.dtype(), dev, h, d);
+  const Tensor ws = detail::workspace(c.workspace, x.device());
+  const double one = 1, zero = 0;
+  const float onef = 1, zerof = 0;
+  const void* alpha = x.dtype() == kFloat64 ? static_cast<const void*>(&one) : &onef;
+  const void* beta = x.dtype() == kFloat64 ? static_cast<const void*>(&zero) : &zerof;
+  TORCHLET_CUDNN_CHECK(cudnnConvolutionForward(h, alpha, d.x, x.data_ptr(), d.w, w.data_ptr(), d.conv,
+                                               static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.data_ptr(),
+                                               c.workspace, beta, d.y, out.data_ptr()));
+  if (bias.defined()) {
+    cudnnTensorDescriptor_t b = nullptr;
+    TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&b));
+    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(b, CUDNN_TENSOR_NCHW,
+                                                    x.dtype() == kFloat64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT, 1,
+                                                    int(g.out_channels), 1, 1));
+    const cudnnStatus_t s = cudnnAddTensor(h, alpha, b, bias.data_ptr(), alpha, d.y, out.data_ptr());
+    cudnnDestroyTensorDescriptor(b);
+    TORCHLET_CUDNN_CHECK(s);
+  }
+}
+
+/// grad_in [N, C, H, W] = the input gradient of conv2d for grad_out and w (contiguous NCHW).
+inline void conv2d_backward_input(const Tensor& grad_in, const Tensor& grad_out, const Tensor& w,
+                                  const Conv2dShape& g) {
+  detail::check_conv_dtype(w.dtype());
+  const int dev = w.device().index;
+  DeviceGuard guard(dev);
+  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
+  const detail::ConvDescriptors d(g, w.dtype());
+  const detail::ConvChoice c = detail::choose(detail::ConvPass::BackwardData, g, w.dtype(), dev, h, d);
+  const Tensor ws = detail::workspace(c.workspace, w.device());
+  const double one = 1, zero = 0;
+  const float onef = 1, zerof = 0;
+  const void* alpha = w.dtype() == kFloat64 ? static_cast<const void*>(&one) : &onef;
+  const void* beta = w.dtype() == kFloat64 ? static_cast<const void*>(&zero) : &zerof;
+  TORCHLET_CUDNN_CHECK(cudnnConvolutionBackwardData(h, alpha, d.w, w.data_ptr(), d.y, grad_out.data_ptr(), d.conv,
+                                                    static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
+                                                    ws.data_ptr(), c.workspace, beta, d.x, grad_in.data_ptr()));
+}
+
+/// grad_w [Cout, C/groups, kh, kw] = the weight gradient of conv2d for grad_out and x (contiguous NCHW).
+inline void conv2d_backward_weight(const Tensor& grad_w, const Tensor& grad_out, const Tensor& x,
+                                   const Conv2dShape& g) {
+  detail::check_conv_dtype(x.dtype());
+  const int dev = x.device().index;
+  DeviceGuard guard(dev);
+  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
+  const detail::ConvDescriptors d(g, x.dtype());
+  const detail::ConvChoice c = detail::choose(detail::ConvPass::BackwardFilter, g, x.dtype(), dev, h, d);
+  const Tensor ws = detail::workspace(c.workspace, x.device());
+  const double one = 1, zero = 0;
+  const float onef = 1, zerof = 0;
+  const void* alpha = x.dtype() == kFloat64 ? static_cast<const void*>(&one) : &onef;
+  const void* beta = x.dtype() == kFloat64 ? static_cast<const void*>(&zero) : &zerof;
+  TORCHLET_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, alpha, d.x, x.data_ptr(), d.y, grad_out.data_ptr(), d.conv,
+                                                      static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
+                                                      ws.data_ptr(), c.workspace, beta, d.w, grad_w.data_ptr()));
+}
+
+/// grad_b [Cout] = grad_out [N, Cout, Ho, Wo] summed over N, Ho and Wo (cudnnConvolutionBackwardBias).
+inline void conv2d_backward_bias(const Tensor& grad_b, const Tensor& grad_out, const Conv2dShape& g) {
+  detail::check_conv_dtype(grad_out.dtype());
+  const int dev = grad_out.device().index;
+  DeviceGuard guard(dev);
+  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
+  const detail::ConvDescriptors d(g, grad_out.dtype());
+  cudnnTensorDescriptor_t b = nullptr;
+  TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&b));
+  const bool f64 = grad_out.dtype() == kFloat64;
+  TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(b, CUDNN_TENSOR_NCHW, f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT, 1,
+                                                  int(g.out_channels), 1, 1));
+  const double one = 1, zero = 0;
+  const float onef = 1, zerof = 0;
+  const cudnnStatus_t s = cudnnConvolutionBackwardBias(h, f64 ? static_cast<const void*>(&one) : &onef, d.y,
+                                                       grad_out.data_ptr(), f64 ? static_cast<const void*>(&zero) : &zerof,
+                                                       b, grad_b.data_ptr());
+  cudnnDestroyTensorDescriptor(b);
+  TORCHLET_CUDNN_CHECK(s);
+}
+}  // namespace torchlet::cuda
