@@ -151,93 +151,94 @@ inline void check_conv_dtype(DType t) {
   TORCHLET_CHECK(t == kFloat32 || t == kFloat64, DTypeError, "[conv2d] the cuda backend convolves float32 and "
                  "float64 (16-bit inputs are computed in float32), got ", t);
 }
+
+/// What every cuDNN call of one convolution needs: the dtype checked, its device made current, the cuDNN handle
+/// on the device's current stream, the descriptors, and the scaling factors 1 and 0 in the type cuDNN reads for
+/// the dtype (double for float64, float otherwise).
+struct ConvContext {
+  ConvContext(const Conv2dShape& shape, const Tensor& like)
+      : g(shape), dtype((check_conv_dtype(like.dtype()), like.dtype())), device(like.device()),
+        guard(device.index), h(cudnn_handle(device.index, current_stream(device.index))), d(shape, dtype) {}
+  const void* one() const { return dtype == kFloat64 ? static_cast<const void*>(&one_d) : &one_f; }
+  const void* zero() const { return dtype == kFloat64 ? static_cast<const void*>(&zero_d) : &zero_f; }
+
+  const Conv2dShape& g;
+  const DType dtype;
+  const Device device;
+  DeviceGuard guard;
+  cudnnHandle_t h;
+  const ConvDescriptors d;
+  const double one_d = 1, zero_d = 0;
+  const float one_f = 1, zero_f = 0;
+};
+
+/// The algorithm of one pass (benchmarked once per shape) and its workspace, allocated for the call.
+struct ConvAlgorithm {
+  ConvAlgorithm(ConvPass pass, const ConvContext& c)
+      : choice(choose(pass, c.g, c.dtype, c.device.index, c.h, c.d)), buffer(workspace(choice.workspace, c.device)) {}
+  const ConvChoice choice;
+  const Tensor buffer;  ///< choice.workspace bytes on the device
+};
+
+/// A [1, C, 1, 1] tensor descriptor (a per-channel bias), destroyed with the object.
+struct ChannelDescriptor {
+  ChannelDescriptor(int64_t channels, DType t) {
+    TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc));
+    const cudnnStatus_t s = cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, t == kFloat64 ? CUDNN_DATA_DOUBLE
+                                                       : CUDNN_DATA_FLOAT, 1, int(channels), 1, 1);
+    if (s != CUDNN_STATUS_SUCCESS) cudnnDestroyTensorDescriptor(desc);
+    TORCHLET_CUDNN_CHECK(s);
+  }
+  ~ChannelDescriptor() { cudnnDestroyTensorDescriptor(desc); }
+  ChannelDescriptor(const ChannelDescriptor&) = delete;
+  ChannelDescriptor& operator=(const ChannelDescriptor&) = delete;
+  cudnnTensorDescriptor_t desc = nullptr;
+};
 }  // namespace detail
 
 /// out [N, Cout, Ho, Wo] = conv2d(x [N, C, H, W], w) (+ bias [Cout] if defined); all contiguous NCHW, one dtype.
 inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                            const Conv2dShape& g) {
-  detail::check_conv_dtype(x.dtype());
-  const int dev = x.device().index;
-  DeviceGuard guard(dev);
-  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
-  const detail::ConvDescriptors d(g, x.dtype());
-  const detail::ConvChoice c = detail::choose(detail::ConvPass::Forward, g, x.dtype(), dev, h, d);
-  const Tensor ws = detail::workspace(c.workspace, x.device());
-  const double one = 1, zero = 0;
-  const float onef = 1, zerof = 0;
-  const void* alpha = x.dtype() == kFloat64 ? static_cast<const void*>(&one) : &onef;
-  const void* beta = x.dtype() == kFloat64 ? static_cast<const void*>(&zero) : &zerof;
-  TORCHLET_CUDNN_CHECK(cudnnConvolutionForward(h, alpha, d.x, x.data_ptr(), d.w, w.data_ptr(), d.conv,
-                                               static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.data_ptr(),
-                                               c.workspace, beta, d.y, out.data_ptr()));
+  const detail::ConvContext c(g, x);
+  const detail::ConvAlgorithm a(detail::ConvPass::Forward, c);
+  TORCHLET_CUDNN_CHECK(cudnnConvolutionForward(c.h, c.one(), c.d.x, x.data_ptr(), c.d.w, w.data_ptr(), c.d.conv,
+                                               static_cast<cudnnConvolutionFwdAlgo_t>(a.choice.algo),
+                                               a.buffer.data_ptr(), a.choice.workspace, c.zero(), c.d.y,
+                                               out.data_ptr()));
   if (bias.defined()) {
-    cudnnTensorDescriptor_t b = nullptr;
-    TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&b));
-    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(b, CUDNN_TENSOR_NCHW,
-                                                    x.dtype() == kFloat64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT, 1,
-                                                    int(g.out_channels), 1, 1));
-    const cudnnStatus_t s = cudnnAddTensor(h, alpha, b, bias.data_ptr(), alpha, d.y, out.data_ptr());
-    cudnnDestroyTensorDescriptor(b);
-    TORCHLET_CUDNN_CHECK(s);
+    const detail::ChannelDescriptor b(g.out_channels, c.dtype);
+    TORCHLET_CUDNN_CHECK(cudnnAddTensor(c.h, c.one(), b.desc, bias.data_ptr(), c.one(), c.d.y, out.data_ptr()));
   }
 }
 
 /// grad_in [N, C, H, W] = the input gradient of conv2d for grad_out and w (contiguous NCHW).
 inline void conv2d_backward_input(const Tensor& grad_in, const Tensor& grad_out, const Tensor& w,
                                   const Conv2dShape& g) {
-  detail::check_conv_dtype(w.dtype());
-  const int dev = w.device().index;
-  DeviceGuard guard(dev);
-  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
-  const detail::ConvDescriptors d(g, w.dtype());
-  const detail::ConvChoice c = detail::choose(detail::ConvPass::BackwardData, g, w.dtype(), dev, h, d);
-  const Tensor ws = detail::workspace(c.workspace, w.device());
-  const double one = 1, zero = 0;
-  const float onef = 1, zerof = 0;
-  const void* alpha = w.dtype() == kFloat64 ? static_cast<const void*>(&one) : &onef;
-  const void* beta = w.dtype() == kFloat64 ? static_cast<const void*>(&zero) : &zerof;
-  TORCHLET_CUDNN_CHECK(cudnnConvolutionBackwardData(h, alpha, d.w, w.data_ptr(), d.y, grad_out.data_ptr(), d.conv,
-                                                    static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo),
-                                                    ws.data_ptr(), c.workspace, beta, d.x, grad_in.data_ptr()));
+  const detail::ConvContext c(g, w);
+  const detail::ConvAlgorithm a(detail::ConvPass::BackwardData, c);
+  TORCHLET_CUDNN_CHECK(cudnnConvolutionBackwardData(c.h, c.one(), c.d.w, w.data_ptr(), c.d.y, grad_out.data_ptr(),
+                                                    c.d.conv, static_cast<cudnnConvolutionBwdDataAlgo_t>(a.choice.algo),
+                                                    a.buffer.data_ptr(), a.choice.workspace, c.zero(), c.d.x,
+                                                    grad_in.data_ptr()));
 }
 
 /// grad_w [Cout, C/groups, kh, kw] = the weight gradient of conv2d for grad_out and x (contiguous NCHW).
 inline void conv2d_backward_weight(const Tensor& grad_w, const Tensor& grad_out, const Tensor& x,
                                    const Conv2dShape& g) {
-  detail::check_conv_dtype(x.dtype());
-  const int dev = x.device().index;
-  DeviceGuard guard(dev);
-  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
-  const detail::ConvDescriptors d(g, x.dtype());
-  const detail::ConvChoice c = detail::choose(detail::ConvPass::BackwardFilter, g, x.dtype(), dev, h, d);
-  const Tensor ws = detail::workspace(c.workspace, x.device());
-  const double one = 1, zero = 0;
-  const float onef = 1, zerof = 0;
-  const void* alpha = x.dtype() == kFloat64 ? static_cast<const void*>(&one) : &onef;
-  const void* beta = x.dtype() == kFloat64 ? static_cast<const void*>(&zero) : &zerof;
-  TORCHLET_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, alpha, d.x, x.data_ptr(), d.y, grad_out.data_ptr(), d.conv,
-                                                      static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo),
-                                                      ws.data_ptr(), c.workspace, beta, d.w, grad_w.data_ptr()));
+  const detail::ConvContext c(g, x);
+  const detail::ConvAlgorithm a(detail::ConvPass::BackwardFilter, c);
+  TORCHLET_CUDNN_CHECK(cudnnConvolutionBackwardFilter(c.h, c.one(), c.d.x, x.data_ptr(), c.d.y, grad_out.data_ptr(),
+                                                      c.d.conv,
+                                                      static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.choice.algo),
+                                                      a.buffer.data_ptr(), a.choice.workspace, c.zero(), c.d.w,
+                                                      grad_w.data_ptr()));
 }
 
 /// grad_b [Cout] = grad_out [N, Cout, Ho, Wo] summed over N, Ho and Wo (cudnnConvolutionBackwardBias).
 inline void conv2d_backward_bias(const Tensor& grad_b, const Tensor& grad_out, const Conv2dShape& g) {
-  detail::check_conv_dtype(grad_out.dtype());
-  const int dev = grad_out.device().index;
-  DeviceGuard guard(dev);
-  cudnnHandle_t h = cudnn_handle(dev, current_stream(dev));
-  const detail::ConvDescriptors d(g, grad_out.dtype());
-  cudnnTensorDescriptor_t b = nullptr;
-  TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&b));
-  const bool f64 = grad_out.dtype() == kFloat64;
-  TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(b, CUDNN_TENSOR_NCHW, f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT, 1,
-                                                  int(g.out_channels), 1, 1));
-  const double one = 1, zero = 0;
-  const float onef = 1, zerof = 0;
-  const cudnnStatus_t s = cudnnConvolutionBackwardBias(h, f64 ? static_cast<const void*>(&one) : &onef, d.y,
-                                                       grad_out.data_ptr(), f64 ? static_cast<const void*>(&zero) : &zerof,
-                                                       b, grad_b.data_ptr());
-  cudnnDestroyTensorDescriptor(b);
-  TORCHLET_CUDNN_CHECK(s);
+  const detail::ConvContext c(g, grad_out);
+  const detail::ChannelDescriptor b(g.out_channels, c.dtype);
+  TORCHLET_CUDNN_CHECK(cudnnConvolutionBackwardBias(c.h, c.one(), c.d.y, grad_out.data_ptr(), c.zero(), b.desc,
+                                                    grad_b.data_ptr()));
 }
 }  // namespace torchlet::cuda
