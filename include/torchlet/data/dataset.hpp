@@ -12,6 +12,23 @@
 
 namespace torchlet::data {
 
+namespace detail {
+/// Raises ValueError, prefixed with `who`, when a class is listed twice in `keep`.
+inline void check_distinct_classes(const std::vector<int64_t>& keep, const char* who) {
+  for (size_t j = 0; j < keep.size(); ++j)
+    for (size_t k = 0; k < j; ++k)
+      TORCHLET_CHECK(keep[j] != keep[k], ValueError, who, "class ", keep[j], " is listed twice");
+}
+/// The names of the classes `keep` (in that order) out of `all`; a class without a name is its number.
+inline std::vector<std::string> kept_class_names(const std::vector<std::string>& all,
+                                                 const std::vector<int64_t>& keep) {
+  std::vector<std::string> names;
+  for (int64_t c : keep)
+    names.push_back(c >= 0 && c < static_cast<int64_t>(all.size()) ? all[static_cast<size_t>(c)] : std::to_string(c));
+  return names;
+}
+}  // namespace detail
+
 /// One sample: an image tensor (uint8 [C,H,W] as stored, or whatever a transform made of it) and its class index.
 struct Example {
   Tensor image;       ///< The image, channels first.
@@ -123,10 +140,7 @@ class TensorDataset : public Dataset {
   /// The samples whose label is in `keep`, in their original order. With `remap`, label keep[j] becomes j
   /// (e.g. keep {5,6,7,8,9} gives labels 0..4) and classes() follows; without it labels stay as they are.
   TensorDataset filter_classes(const std::vector<int64_t>& keep, bool remap = true) const {
-    for (size_t j = 0; j < keep.size(); ++j)
-      for (size_t k = 0; k < j; ++k)
-        TORCHLET_CHECK(keep[j] != keep[k], ValueError, "[TensorDataset] filter_classes: class ", keep[j],
-                       " is listed twice");
+    detail::check_distinct_classes(keep, "[TensorDataset] filter_classes: ");
     std::vector<int64_t> idx;
     std::vector<int64_t> new_label;
     const int64_t* l = size() ? labels_.data<int64_t>() : nullptr;
@@ -138,13 +152,7 @@ class TensorDataset : public Dataset {
     }
     TensorDataset out = subset(idx);
     std::memcpy(out.labels_.data_ptr(), new_label.data(), new_label.size() * sizeof(int64_t));
-    if (remap && !classes_.empty()) {
-      std::vector<std::string> names;
-      for (int64_t c : keep)
-        names.push_back(c >= 0 && c < static_cast<int64_t>(classes_.size()) ? classes_[static_cast<size_t>(c)]
-                                                                              : std::to_string(c));
-      out.classes_ = std::move(names);
-    }
+    if (remap && !classes_.empty()) out.classes_ = detail::kept_class_names(classes_, keep);
     return out;
   }
 

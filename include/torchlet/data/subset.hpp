@@ -32,24 +32,18 @@ class Subset : public Dataset {
   static Subset of_classes(std::shared_ptr<const Dataset> dataset, const std::vector<int64_t>& keep,
                            bool remap = true) {
     TORCHLET_CHECK(dataset != nullptr, ValueError, "[Subset] the dataset is null");
-    for (size_t j = 0; j < keep.size(); ++j)
-      TORCHLET_CHECK(std::find(keep.begin(), keep.begin() + static_cast<std::ptrdiff_t>(j), keep[j]) ==
-                         keep.begin() + static_cast<std::ptrdiff_t>(j),
-                     ValueError, "[Subset] class ", keep[j], " is listed twice");
+    detail::check_distinct_classes(keep, "[Subset] ");
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < dataset->size(); ++i)
       if (std::find(keep.begin(), keep.end(), dataset->label(i)) != keep.end()) idx.push_back(i);
     Subset s(std::move(dataset), std::move(idx));
     if (remap) {
-      const std::vector<std::string> all = s.classes_;
-      s.classes_.clear();
       for (size_t j = 0; j < keep.size(); ++j) {
         const int64_t c = keep[j];
         if (c >= static_cast<int64_t>(s.label_map_.size())) s.label_map_.resize(static_cast<size_t>(c) + 1, -1);
         if (c >= 0) s.label_map_[static_cast<size_t>(c)] = static_cast<int64_t>(j);
-        s.classes_.push_back(c >= 0 && c < static_cast<int64_t>(all.size()) ? all[static_cast<size_t>(c)]
-                                                                           : std::to_string(c));
       }
+      s.classes_ = detail::kept_class_names(s.classes_, keep);
     }
     return s;
   }
