@@ -1,0 +1,243 @@
+#pragma once
+// A fake "cuda:0" for the CPU-side device tests: an allocator labelling host blocks cuda:0, a copy hook that copies
+// through the CPU, and DeviceKernels that view the storages as CPU tensors and run the CPU kernels, counting the
+// calls per kernel. Every routed op must then give the CPU's values bit for bit (check_same).
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "torchlet/nn.hpp"
+#include "torchlet/ops/conv.hpp"
+#include "torchlet/ops/activation.hpp"
+#include "torchlet/ops/linalg.hpp"
+#include "torchlet/optim.hpp"
+#include "torchlet/tensor/random.hpp"
+
+namespace fake_device {
+using namespace torchlet;
+
+inline const Device kFake("cuda:0");
+
+// The same bytes viewed as a CPU tensor (undefined stays undefined).
+inline Tensor host_view(const Tensor& t) {
+  if (!t.defined()) return t;
+  return Tensor(Storage::borrow(t.storage().data(), t.storage().nbytes(), nullptr, kCPU), t.dtype(), t.sizes(),
+                t.strides(), t.storage_offset());
+}
+
+// Host blocks labelled cuda:0.
+class FakeAllocator final : public Allocator {
+ public:
+  DataPtr allocate(size_t nbytes, Device) override { return cpu_.allocate(nbytes, kCPU); }
+
+ private:
+  CPUAllocator cpu_;
+};
+
+// Copies between any two of cpu / fake cuda through the CPU copy (a source sharing the destination's bytes is
+// copied aside first, as copy_ does on the CPU).
+inline void fake_copy(const Tensor& dst, const Tensor& src) {
+  Tensor s = host_view(src);
+  if (src.storage().data() == dst.storage().data()) s = s.clone();
+  detail::copy_cpu(host_view(dst), s);
+}
+
+// Writes a CPU result into a device output.
+inline void put(const Tensor& out, const Tensor& cpu_result) { detail::copy_cpu(host_view(out), cpu_result); }
+
+// DeviceKernels running the CPU's ops and kernels on host views, counting the calls per kernel.
+class FakeKernels final : public DeviceKernels {
+ public:
+  std::map<std::string, int> calls;
+
+  void fill(const Tensor& out, const Scalar& v) override {
+    ++calls["fill"];
+    detail::fill_into(host_view(out), v);
+  }
+  void copy(const Tensor& dst, const Tensor& src) override {
+    ++calls["copy"];
+    fake_copy(dst, src);
+  }
+  void unary(UnaryOp op, const Tensor& out, const Tensor& x) override {
+    ++calls[op_name(op)];
+    const Tensor h = host_view(x);
+    switch (op) {
+      case UnaryOp::Neg: return put(out, neg(h));
+      case UnaryOp::Abs: return put(out, abs(h));
+      case UnaryOp::Exp: return put(out, exp(h));
+      case UnaryOp::Log: return put(out, log(h));
+      case UnaryOp::Sqrt: return put(out, sqrt(h));
+      case UnaryOp::Relu: return put(out, relu(h));
+    }
+  }
+  static Tensor binary_cpu(BinaryOp op, const Tensor& a, const Tensor& b, const Scalar& alpha) {
+    switch (op) {
+      case BinaryOp::Add: return add(a, b, alpha);
+      case BinaryOp::Sub: return sub(a, b, alpha);
+      case BinaryOp::Mul: return mul(a, b);
+      case BinaryOp::Div: return div(a, b);
+      case BinaryOp::DivTrunc: return div(a, b, "trunc");
+      case BinaryOp::DivFloor: return div(a, b, "floor");
+      case BinaryOp::Pow: return pow(a, b);
+      case BinaryOp::Maximum: return maximum(a, b);
+      case BinaryOp::Minimum: return minimum(a, b);
+      case BinaryOp::Eq: return eq(a, b);
+      case BinaryOp::Ne: return ne(a, b);
+      case BinaryOp::Lt: return lt(a, b);
+      case BinaryOp::Le: return le(a, b);
+      case BinaryOp::Gt: return gt(a, b);
+      case BinaryOp::Ge: return ge(a, b);
+    }
+    return {};
+  }
+  void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha) override {
+    ++calls[op_name(op)];
+    put(out, binary_cpu(op, host_view(a), host_view(b), alpha));
+  }
+  void binary_scalar(BinaryOp op, const Tensor& out, const Tensor& x, const Scalar& s) override {
+    ++calls[std::string(op_name(op)) + "_scalar"];
+    const Tensor h = host_view(x);
+    switch (op) {
+      case BinaryOp::Add: return put(out, add(h, s));
+      case BinaryOp::Sub: return put(out, sub(h, s));
+      case BinaryOp::Mul: return put(out, mul(h, s));
+      case BinaryOp::Div: return put(out, div(h, s));
+      case BinaryOp::DivTrunc: return put(out, div(h, s, "trunc"));
+      case BinaryOp::DivFloor: return put(out, div(h, s, "floor"));
+      case BinaryOp::Pow: return put(out, pow(h, s));
+      case BinaryOp::Eq: return put(out, eq(h, s));
+      case BinaryOp::Ne: return put(out, ne(h, s));
+      case BinaryOp::Lt: return put(out, lt(h, s));
+      case BinaryOp::Le: return put(out, le(h, s));
+      case BinaryOp::Gt: return put(out, gt(h, s));
+      case BinaryOp::Ge: return put(out, ge(h, s));
+      default: FAIL("binary_scalar got ", op_name(op));
+    }
+  }
+  void clamp(const Tensor& out, const Tensor& x, const std::optional<Scalar>& lo,
+             const std::optional<Scalar>& hi) override {
+    ++calls["clamp"];
+    put(out, torchlet::clamp(host_view(x), lo, hi));
+  }
+  void where(const Tensor& out, const Tensor& c, const Tensor& a, const Tensor& b) override {
+    ++calls["where"];
+    put(out, torchlet::where(host_view(c), host_view(a), host_view(b)));
+  }
+  void sum(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) override {
+    ++calls["sum"];
+    cpu::sum_into(host_view(out), host_view(x), mask);
+  }
+  void mean(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) override {
+    ++calls["mean"];
+    cpu::mean_into(host_view(out), host_view(x), mask);
+  }
+  void var(const Tensor& out, const Tensor& x, const std::vector<bool>& mask, int64_t correction,
+           bool take_sqrt) override {
+    ++calls["var"];
+    cpu::var_into(host_view(out), host_view(x), mask, correction, take_sqrt);
+  }
+  void extreme(bool is_max, const Tensor& values, const Tensor& indices, const Tensor& x,
+               const std::vector<bool>& mask) override {
+    ++calls["extreme"];
+    if (is_max) cpu::extreme_into<true>(host_view(values), host_view(indices), host_view(x), mask);
+    else cpu::extreme_into<false>(host_view(values), host_view(indices), host_view(x), mask);
+  }
+  void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta) override {
+    ++calls["matmul"];
+    cpu::matmul_into(host_view(out), host_view(a), host_view(b), alpha, beta);
+  }
+  void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) override {
+    ++calls["softmax"];
+    cpu::softmax_into(host_view(out), host_view(x), dim, log);
+  }
+  static cpu::Conv2dGeometry geometry(const Conv2dShape& s) {
+    cpu::Conv2dGeometry g;
+    g.batch = s.batch, g.in_channels = s.in_channels, g.in_h = s.in_h, g.in_w = s.in_w;
+    g.out_channels = s.out_channels, g.kernel_h = s.kernel_h, g.kernel_w = s.kernel_w;
+    g.stride_h = s.stride_h, g.stride_w = s.stride_w, g.pad_h = s.pad_h, g.pad_w = s.pad_w;
+    g.dilation_h = s.dilation_h, g.dilation_w = s.dilation_w, g.groups = s.groups, g.out_h = s.out_h, g.out_w = s.out_w;
+    return g;
+  }
+  template <class T>
+  static const T* ptr_or_null(const Tensor& t) {
+    return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
+  }
+  void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      const Conv2dShape& s) override {
+    ++calls["conv2d_forward"];
+    REQUIRE((x.is_contiguous() && w.is_contiguous() && out.is_contiguous()));
+    detail::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_forward<T>(geometry(s), ptr_or_null<T>(x), ptr_or_null<T>(w), ptr_or_null<T>(bias),
+                               static_cast<T*>(out.data_ptr()));
+      else FAIL("conv2d on the device gets float32 or float64");
+    });
+  }
+  void conv2d_backward_input(const Tensor& gi, const Tensor& go, const Tensor& w, const Conv2dShape& s) override {
+    ++calls["conv2d_backward_input"];
+    detail::dispatch_floating(w.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_backward_input<T>(geometry(s), ptr_or_null<T>(go), ptr_or_null<T>(w), static_cast<T*>(gi.data_ptr()));
+    });
+  }
+  void conv2d_backward_weight(const Tensor& gw, const Tensor& go, const Tensor& x, const Conv2dShape& s) override {
+    ++calls["conv2d_backward_weight"];
+    detail::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_backward_weight<T>(geometry(s), ptr_or_null<T>(go), ptr_or_null<T>(x), static_cast<T*>(gw.data_ptr()));
+    });
+  }
+  void conv2d_backward_bias(const Tensor& gb, const Tensor& go, const Conv2dShape& s) override {
+    ++calls["conv2d_backward_bias"];
+    detail::dispatch_floating(go.dtype(), "conv2d", [&]<class T>() {
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        cpu::conv2d_backward_bias<T>(geometry(s), ptr_or_null<T>(go), static_cast<T*>(gb.data_ptr()));
+    });
+  }
+  void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buffer, bool first,
+                const SGDStepOptions& o) override {
+    ++calls["sgd_step"];
+    // the CPU's SGD on host views; on a first step it makes its own buffer, copied into ours afterwards
+    const optim::SGDOptions opts{o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov, o.maximize};
+    std::optional<optim::SGDState> state;
+    if (!first && buffer.defined()) state = optim::SGDState{host_view(buffer)};
+    optim::SGD sgd(std::vector<Tensor>{zeros({1})}, opts);  // update() uses only its arguments
+    sgd.update(host_view(param), host_view(grad), state, opts);
+    if (first && buffer.defined()) put(buffer, state->momentum_buffer);
+  }
+};
+
+// Registers the fake device for one test case: allocator and copy hook, and the kernels unless `with_kernels` is
+// false; restores the defaults on destruction.
+struct FakeCuda {
+  FakeAllocator allocator;
+  FakeKernels kernels;
+  explicit FakeCuda(bool with_kernels = true) {
+    set_allocator(DeviceType::CUDA, &allocator);
+    detail::device_copy_hook() = &fake_copy;
+    if (with_kernels) set_device_kernels(DeviceType::CUDA, &kernels);
+  }
+  ~FakeCuda() {
+    set_allocator(DeviceType::CUDA, nullptr);
+    detail::device_copy_hook() = nullptr;
+    set_device_kernels(DeviceType::CUDA, nullptr);
+  }
+  FakeCuda(const FakeCuda&) = delete;
+  FakeCuda& operator=(const FakeCuda&) = delete;
+};
+
+// Bitwise equality of a device result with the CPU's: device, dtype, shape and every byte.
+inline void check_same(const Tensor& on_device, const Tensor& on_cpu, const char* what) {
+  INFO(std::string(what));
+  REQUIRE(on_device.defined());
+  CHECK(on_device.device() == kFake);
+  REQUIRE(on_device.dtype() == on_cpu.dtype());
+  REQUIRE(on_device.sizes() == on_cpu.sizes());
+  const Tensor a = on_device.to(kCPU).contiguous(), b = on_cpu.contiguous();
+  CHECK(a.is_cpu());
+  CHECK(std::memcmp(a.data_ptr(), b.data_ptr(), static_cast<size_t>(b.nbytes())) == 0);
+}
+}  // namespace fake_device
