@@ -309,3 +309,20 @@ TEST_CASE(".npy round trip for every supported dtype; clear errors on bad files"
   CHECK_THROWS_WITH_AS(load_npy(bad), ("[load_npy] " + bad + ": not a .npy file (bad magic)").c_str(), IOError);
   std::filesystem::remove(bad);
 }
+
+TEST_CASE("OMP_NUM_THREADS sets the default thread count as in PyTorch: its first entry, ignored unless positive") {
+  const char* saved = std::getenv("OMP_NUM_THREADS");
+  const std::string keep = saved ? saved : "";
+  ::setenv("OMP_NUM_THREADS", "3", 1);
+  CHECK(detail::omp_num_threads_env() == 3);
+  ::setenv("OMP_NUM_THREADS", "2,1", 1);  // nested levels: the first is the outer team
+  CHECK(detail::omp_num_threads_env() == 2);
+  for (const char* bad : {"0", "-4", "four", "", "3x"}) {
+    ::setenv("OMP_NUM_THREADS", bad, 1);
+    CHECK_MESSAGE(detail::omp_num_threads_env() == 0, bad);
+  }
+  ::unsetenv("OMP_NUM_THREADS");
+  CHECK(detail::omp_num_threads_env() == 0);
+  if (saved) ::setenv("OMP_NUM_THREADS", keep.c_str(), 1);
+  CHECK(get_num_threads() >= 1);
+}

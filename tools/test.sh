@@ -19,7 +19,9 @@ else
 fi
 ninja -C "$build"
 status=0
-meson test -C "$build" --print-errorlogs --num-processes 2 || status=$?
+# two tests run side by side, each on one thread (OMP_NUM_THREADS, which torchlet and PyTorch read): two 2-thread
+# processes on 2 cores spend their time in OpenMP's spin-waits; finetune_job runs alone and uses every core
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} meson test -C "$build" --print-errorlogs --num-processes 2 || status=$?
 # the suites that read and write files, built again with AddressSanitizer + UndefinedBehaviorSanitizer: any report
 # fails the command (SANITIZE=0 skips this step)
 if [ "${SANITIZE:-1}" != 0 ]; then

@@ -5,6 +5,8 @@
 # accuracy (skipped without PyTorch), (5) bad arguments, (6) the job on an image folder (--data folder:DIR).
 # usage: run_finetune_checks.sh FINETUNE_EXE WORKDIR
 set -euo pipefail
+# this test runs alone (is_parallel: false): every core, whatever OMP_NUM_THREADS the test runner set
+unset OMP_NUM_THREADS
 exe=$1
 work=$2
 here=$(cd "$(dirname "$0")" && pwd)

@@ -98,7 +98,7 @@ def main():
     exe = sys.argv[1]
     all_steps = "--all-steps" in sys.argv[2:]
     archs = [a for a in sys.argv[2:] if a != "--all-steps"] or ARCHS
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2").split(",")[0] or 2))
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for i, arch in enumerate(archs):

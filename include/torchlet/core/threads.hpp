@@ -1,6 +1,7 @@
 #pragma once
 /// \file The number of threads CPU kernels use (OpenMP; Eigen's GEMM follows the same setting).
 #include <cstdint>
+#include <cstdlib>
 #include <thread>
 #include <utility>
 #if defined(__linux__)
@@ -26,13 +27,23 @@ inline int available_cores() {
 }
 
 namespace detail {
+/// The thread count OMP_NUM_THREADS asks for (its first entry, as PyTorch reads it), or 0 when it is unset or not
+/// a positive number.
+inline int omp_num_threads_env() {
+  const char* v = std::getenv("OMP_NUM_THREADS");
+  if (v == nullptr) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return end != v && (*end == '\0' || *end == ',') && n > 0 && n <= 4096 ? static_cast<int>(n) : 0;
+}
 inline int& thread_setting() {
-  static int n = available_cores();
+  static int n = omp_num_threads_env() > 0 ? omp_num_threads_env() : available_cores();
   return n;
 }
 }  // namespace detail
 
-/// Sets how many threads CPU kernels use (n >= 1). Defaults to available_cores().
+/// Sets how many threads CPU kernels use (n >= 1). Defaults to OMP_NUM_THREADS when that is set (as in PyTorch),
+/// else available_cores().
 inline void set_num_threads(int n) {
   detail::thread_setting() = n < 1 ? 1 : n;
 #if defined(_OPENMP)
