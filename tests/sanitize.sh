@@ -3,15 +3,17 @@
 # (a leak, an overflow, undefined behaviour) or any failing test fails this script.
 # Usage: bash tests/sanitize.sh [SUITE...]     (default: the I/O suites below; BUILD_DIR=... to choose the folder,
 #                                              default build-asan)
-# Only the named suites' executables are built, so it stays short (a few minutes on 2 cores).
+# Only the programs of the named suites are built, so it stays short (a few minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=${BUILD_DIR:-build-asan}
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  # what reads or writes files; checkpoint and data (another ~8 CPU-minutes to build) on request
-  suites=(zip unpickle load save safetensors bad_inputs train)
+  # what reads or writes files, and the suites compiled with them in the same unity programs (tests/meson.build),
+  # which cost nothing more to build
+  suites=(zip unpickle load save safetensors bad_inputs train checkpoint data elementwise autograd reduce_linalg
+          autograd_ops)
 fi
 
 start=$(date +%s)
@@ -25,15 +27,26 @@ else
     "$build" >/dev/null
 fi
 
-# Suites not (yet) defined in tests/meson.build are skipped with a note instead of failing the build.
-known=$(ninja -C "$build" -t targets all 2>/dev/null | sed -n 's|^\(tests/test_[a-z_0-9]*\): .*|\1|p' | sort -u)
+# Each suite's command line as meson runs it (a suite's own program, or a unity program with a --source-file
+# filter); suites not defined in tests/meson.build are skipped with a note instead of failing the build.
+declare -A commands=()
+while IFS=$'\t' read -r name cmd; do commands[$name]=$cmd; done < <(
+  meson introspect "$build" --tests | python3 -c '
+import json, sys
+for t in json.load(sys.stdin):
+    print(t["name"] + "\t" + " ".join(t["cmd"]))')
+run=()
 targets=()
 for s in "${suites[@]}"; do
-  if grep -qx "tests/test_$s" <<<"$known"; then
-    targets+=("tests/test_$s")
-  else
+  cmd=${commands[$s]:-}
+  if [ -z "$cmd" ]; then
     echo "sanitize: no suite '$s' in tests/meson.build, skipped"
+    continue
   fi
+  run+=("$s")
+  exe=${cmd%% *}
+  target=${exe#"$(cd "$build" && pwd)/"}
+  [[ " ${targets[*]} " == *" $target "* ]] || targets+=("$target")
 done
 [ ${#targets[@]} -gt 0 ] || { echo "sanitize: nothing to build"; exit 1; }
 ninja -C "$build" "${targets[@]}"
@@ -43,11 +56,12 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS=${LSAN_OPTIONS:-}
 failed=()
-for t in "${targets[@]}"; do
-  name=${t#tests/test_}
+set -f  # the --source-file filters hold a '*' that is doctest's, not the shell's
+for name in "${run[@]}"; do
   log="$build/sanitize-$name.log"
   # the suites read fixtures relative to the source tree, like under meson test
-  if "$build/$t" >"$log" 2>&1 && ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
+  # shellcheck disable=SC2086  # the command line is meson's, split on spaces
+  if ${commands[$name]} >"$log" 2>&1 && ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
     echo "sanitize: $name ok ($(grep -o 'test cases: *[0-9]* | *[0-9]* passed' "$log" | tr -s ' '))"
   else
     echo "sanitize: $name FAILED (log: $log)"
@@ -57,5 +71,5 @@ for t in "${targets[@]}"; do
 done
 end=$(date +%s)
 echo "sanitize: build $((built - start)) s, run $((end - built)) s;" \
-  "${#failed[@]} of ${#targets[@]} suites failed${failed[*]:+: ${failed[*]}}"
+  "${#failed[@]} of ${#run[@]} suites failed${failed[*]:+: ${failed[*]}}"
 [ ${#failed[@]} -eq 0 ]

@@ -23,10 +23,11 @@ def main(path):
             if result == "SKIP":
                 skipped += 1
             elif found:
-                _, p, fl, sk = map(int, found[-1])
+                # doctest's own "skipped" counts the cases its filters left out: the unity test programs hold
+                # several suites and run one per meson test (tests/meson.build), so it is not added
+                _, p, fl, _ = map(int, found[-1])
                 passed += p
                 failed += fl
-                skipped += sk
                 if result != "OK" and fl == 0:
                     failed += 1  # non-zero exit despite a clean summary
             elif result == "OK":
