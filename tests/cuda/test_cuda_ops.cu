@@ -275,12 +275,14 @@ void check_training_step() {
   }
 }
 
-/// The input gradient (which == 0) or the k-th extra input's of sum(f(v)^2) for leaf copies of v.
-Tensor grad_of(const std::vector<Tensor>& v, size_t which, const std::function<Tensor(const std::vector<Tensor>&)>& f) {
+/// The gradient of sum(f(v)^2) with respect to v[which], for leaf copies of v (the floating ones among the first
+/// `differentiable` require grad).
+Tensor grad_of(const std::vector<Tensor>& v, size_t which, const std::function<Tensor(const std::vector<Tensor>&)>& f,
+               size_t differentiable = 3) {
   std::vector<Tensor> leaves;
   for (const Tensor& t : v) {
     Tensor l = t.defined() ? t.detach() : t;
-    if (l.defined() && l.is_floating_point()) l.requires_grad_();
+    if (l.defined() && l.is_floating_point() && leaves.size() < differentiable) l.requires_grad_();
     leaves.push_back(l);
   }
   const Tensor y = f(leaves);
