@@ -74,7 +74,8 @@ training
   --lr X                 learning rate of the head (default 0.05; SGD momentum 0.9, cosine schedule)
   --seed N               seed of the data order, augmentation and new layers (default 0)
   --no-cache             do not cache the frozen backbone's features
-  --device cpu|cuda      (default cpu)
+  --device cpu|cuda[:N]  (default cpu; cuda needs the finetune_resnet_cuda build, made with -Dcuda=enabled:
+                         the model and each batch move to the GPU, the feature cache stays on the CPU)
 output
   --out DIR              checkpoints, metrics.csv and metrics.svg (default runs/finetune)
   --keep N               epoch checkpoints kept besides last.pth and model_best.pth (default 3)
@@ -153,10 +154,15 @@ Args parse_args(int argc, char** argv) {
     else usage_error("unknown option " + f);
   }
   if (a.device != "cpu") {
-    if (a.device.rfind("cuda", 0) == 0) {
-      usage_error("--device " + a.device + ": this build has no CUDA backend for training yet; use --device cpu");
+    if (a.device != "cuda" && a.device.rfind("cuda:", 0) != 0) {
+      usage_error("--device expects cpu, cuda or cuda:N, got '" + a.device + "'");
     }
-    usage_error("--device expects cpu or cuda, got '" + a.device + "'");
+    try {
+      (void)device_kernels(Device(a.device), "finetune");
+    } catch (const Error&) {
+      usage_error("--device " + a.device + ": this program was built without torchlet's CUDA backend; use "
+                  "finetune_resnet_cuda (built with -Dcuda=enabled) or --device cpu");
+    }
   }
   if (a.epochs + a.finetune_epochs == 0) usage_error("nothing to do: --epochs and --finetune-epochs are both 0");
   return a;
@@ -260,9 +266,10 @@ data::Compose make_transform(const Split& s, int64_t image_size, bool pretrained
   return t;
 }
 
+// Correct predictions of a batch; logits and labels may live on the device (they are read on the CPU).
 int64_t count_correct(const Tensor& logits, const Tensor& labels) {
-  const Tensor pred = argmax(logits, 1).contiguous();
-  const Tensor lab = labels.contiguous();
+  const Tensor pred = argmax(logits.to(kCPU), 1).contiguous();
+  const Tensor lab = labels.to(kCPU).contiguous();
   const auto* p = pred.data<int64_t>();
   const auto* l = lab.data<int64_t>();
   int64_t c = 0;
@@ -272,15 +279,17 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
 
 // ---- the feature cache ------------------------------------------------------------------------------------
 
-// Pooled backbone features [N, F] of every sample of a loader's dataset in dataset order (eval-mode backbone).
-Tensor pooled_features(models::ResNet& model, const data::DataLoader& loader, const std::string& title) {
+// Pooled backbone features [N, F] of every sample of a loader's dataset in dataset order (eval-mode backbone),
+// computed on `device` and kept on the CPU.
+Tensor pooled_features(models::ResNet& model, const data::DataLoader& loader, const std::string& title,
+                       Device device) {
   autograd::NoGradGuard no_grad;
   const int64_t n = loader.dataset().size(), f = model.fc_in_features();
   Tensor out = empty({n, f});
   train::ProgressBar bar(title, n);
   int64_t row = 0;
   for (const data::Batch& b : data::DataLoader::Epoch(loader, 0, 0)) {
-    Tensor feats = model.avgpool(model.forward_features(b.images)).flatten(1).contiguous();
+    Tensor feats = model.avgpool(model.forward_features(b.images.to(device))).flatten(1).to(kCPU).contiguous();
     std::memcpy(out.data<float>() + row * f, feats.data<float>(), sizeof(float) * static_cast<size_t>(feats.numel()));
     row += feats.size(0);
     bar.update(feats.size(0), 0.0, 0);
@@ -336,13 +345,13 @@ void for_each_cached_batch(const data::DataLoader& loader, const Tensor& feature
 }
 
 PassResult train_epoch(models::ResNet& model, optim::Optimizer& opt, const data::DataLoader& loader, int64_t epoch,
-                       const std::string& title) {
+                       const std::string& title, Device device) {
   model.train();
   train::ProgressBar bar(title, loader.dataset().size());
   for (data::Batch& b : data::DataLoader::Epoch(loader, epoch, 0)) {
     opt.zero_grad();
-    Tensor logits = model(b.images);
-    Tensor loss = cross_entropy(logits, b.labels);
+    Tensor logits = model(b.images.to(device));
+    Tensor loss = cross_entropy(logits, b.labels.to(device));
     loss.backward();
     opt.step();
     bar.update(b.labels.numel(), loss.item<double>(), count_correct(logits.detach(), b.labels));
@@ -350,15 +359,16 @@ PassResult train_epoch(models::ResNet& model, optim::Optimizer& opt, const data:
   return finish(bar);
 }
 
-// A head epoch on cached features, in exactly the order and batches the loader would give.
+// A head epoch on cached features, in exactly the order and batches the loader would give (each batch copied to
+// `device`).
 PassResult train_head_epoch_cached(models::ResNet& model, optim::Optimizer& opt, const data::DataLoader& loader,
-                                   const Tensor& features, int64_t epoch, const std::string& title) {
+                                   const Tensor& features, int64_t epoch, const std::string& title, Device device) {
   model.train();
   train::ProgressBar bar(title, loader.dataset().size());
   for_each_cached_batch(loader, features, epoch, [&](const Tensor& x, const Tensor& y) {
     opt.zero_grad();
-    Tensor logits = model.fc(x);
-    Tensor loss = cross_entropy(logits, y);
+    Tensor logits = model.fc(x.to(device));
+    Tensor loss = cross_entropy(logits, y.to(device));
     loss.backward();
     opt.step();
     bar.update(y.numel(), loss.item<double>(), count_correct(logits.detach(), y));
@@ -367,19 +377,20 @@ PassResult train_head_epoch_cached(models::ResNet& model, optim::Optimizer& opt,
 }
 
 PassResult evaluate(models::ResNet& model, const data::DataLoader& loader, const Tensor* cached_features,
-                    const std::string& title) {
+                    const std::string& title, Device device) {
   autograd::NoGradGuard no_grad;
   model.eval();
   train::ProgressBar bar(title, loader.dataset().size());
   if (cached_features != nullptr) {
     for_each_cached_batch(loader, *cached_features, 0, [&](const Tensor& x, const Tensor& y) {
-      Tensor logits = model.fc(x);
-      bar.update(y.numel(), cross_entropy(logits, y).item<double>(), count_correct(logits, y));
+      Tensor logits = model.fc(x.to(device));
+      bar.update(y.numel(), cross_entropy(logits, y.to(device)).item<double>(), count_correct(logits, y));
     });
   } else {
     for (const data::Batch& b : data::DataLoader::Epoch(loader, 0, 0)) {
-      Tensor logits = model(b.images);
-      bar.update(b.labels.numel(), cross_entropy(logits, b.labels).item<double>(), count_correct(logits, b.labels));
+      Tensor logits = model(b.images.to(device));
+      bar.update(b.labels.numel(), cross_entropy(logits, b.labels.to(device)).item<double>(),
+                 count_correct(logits, b.labels));
     }
   }
   return finish(bar);
@@ -388,7 +399,7 @@ PassResult evaluate(models::ResNet& model, const data::DataLoader& loader, const
 std::string state_dict_sha256(const nn::Module& model) {
   io::Sha256 h;
   for (const auto& [k, t] : model.state_dict()) {
-    const Tensor c = t.contiguous();
+    const Tensor c = t.to(kCPU).contiguous();
     h.update(k.data(), k.size());
     h.update(c.data_ptr(), static_cast<size_t>(c.numel()) * element_size(c.dtype()));
   }
@@ -433,13 +444,14 @@ void make_source_model(const Args& a, const Split& split, int64_t image_size, co
               static_cast<long long>(a.source_epochs));
   manual_seed(a.seed + 1000);
   auto model = models::resnet(a.arch, {.num_classes = half});
+  model->to(Device(a.device));
   data::DataLoader loader(select(split.train, range(0, half), a.train_subset * 2),
                           make_transform(split, image_size, false, a.augment),
                           {.batch_size = a.batch_size, .shuffle = true, .seed = a.seed + 1000, .prefetch = 2});
   optim::SGD opt(model->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4});
   optim::CosineAnnealingLR sched(opt, std::max<int64_t>(a.source_epochs, 1));
   for (int64_t e = 0; e < a.source_epochs; ++e) {
-    const auto r = train_epoch(*model, opt, loader, e, "source " + std::to_string(e + 1));
+    const auto r = train_epoch(*model, opt, loader, e, "source " + std::to_string(e + 1), Device(a.device));
     sched.step();
     (void)r;
   }
@@ -513,6 +525,9 @@ int run(const Args& a) {
     metrics = train::MetricsLog::read(a.out + "/metrics.csv", start_epoch - 1);
   }
 
+  const Device device(a.device);
+  model->to(device);  // parameters and buffers, in place: names and the optimizer's view are unchanged
+
   // data of the target task
   const auto train_set = select(split.train, target_classes, a.train_subset);
   const auto test_set = select(split.test, target_classes, a.test_subset);
@@ -531,7 +546,7 @@ int run(const Args& a) {
   if (start_epoch > last_epoch) {
     std::printf("%s already finished all %lld epochs; evaluating it\n", resumed->path.c_str(),
                 static_cast<long long>(last_epoch));
-    const PassResult r = evaluate(*model, test_loader, nullptr, "  test     ");
+    const PassResult r = evaluate(*model, test_loader, nullptr, "  test     ", device);
     std::printf("\nfinal test accuracy: %.2f%%  (best %.2f%%)\n", r.acc, best_acc);
     std::printf("state_dict sha256: %s\n", state_dict_sha256(*model).c_str());
     return 0;
@@ -557,17 +572,18 @@ int run(const Args& a) {
     if (cached && !train_cache.defined()) {
       const auto t0 = std::chrono::steady_clock::now();
       model->eval();
-      train_cache = pooled_features(*model, train_features_loader, "caching train features");
-      test_cache = pooled_features(*model, test_loader, "caching test features ");
+      train_cache = pooled_features(*model, train_features_loader, "caching train features", device);
+      test_cache = pooled_features(*model, test_loader, "caching test features ", device);
       cache_build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     if (name != "head") train_cache = test_cache = Tensor();
     const double lr = stage.opt->lr(0);
     const std::string title = "epoch " + std::to_string(epoch) + "/" + std::to_string(last_epoch);
-    const PassResult tr = cached ? train_head_epoch_cached(*model, *stage.opt, train_loader, train_cache, epoch, title)
-                                 : train_epoch(*model, *stage.opt, train_loader, epoch, title);
+    const PassResult tr = cached ? train_head_epoch_cached(*model, *stage.opt, train_loader, train_cache, epoch, title,
+                                                           device)
+                                 : train_epoch(*model, *stage.opt, train_loader, epoch, title, device);
     stage.sched->step();
-    final_eval = evaluate(*model, test_loader, cached ? &test_cache : nullptr, "  test     ");
+    final_eval = evaluate(*model, test_loader, cached ? &test_cache : nullptr, "  test     ", device);
     if (cached && first_head_epoch_seconds == 0) first_head_epoch_seconds = tr.seconds + final_eval.seconds;
     const bool is_best = final_eval.acc > best_acc;
     best_acc = std::max(best_acc, final_eval.acc);

@@ -12,6 +12,9 @@
 #include "torchlet/nn.hpp"
 #include "torchlet/ops/conv.hpp"
 #include "torchlet/ops/activation.hpp"
+#include "torchlet/ops/loss.hpp"
+#include "torchlet/ops/normalization.hpp"
+#include "torchlet/ops/pooling.hpp"
 #include "torchlet/ops/linalg.hpp"
 #include "torchlet/optim.hpp"
 #include "torchlet/tensor/random.hpp"
@@ -197,6 +200,94 @@ class FakeKernels final : public DeviceKernels {
         cpu::conv2d_backward_bias<T>(geometry(s), ptr_or_null<T>(go), static_cast<T*>(gb.data_ptr()));
     });
   }
+  // ---- normalization, pooling, losses: the CPU kernels on host views ----
+  static std::vector<double> host_values(const Tensor& t) {
+    const Tensor c = host_view(t).to(kFloat64).contiguous();
+    return std::vector<double>(c.data<double>(), c.data<double>() + c.numel());
+  }
+  void batch_norm_forward(const Tensor& out, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& x,
+                          const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                          const Tensor& running_var, bool training, double momentum, double eps) override {
+    ++calls["batch_norm_forward"];
+    REQUIRE(save_mean.dtype() == kFloat64);
+    REQUIRE((x.dtype() == kFloat32 || x.dtype() == kFloat64));
+    REQUIRE(x.is_contiguous(x.suggest_memory_format()));
+    REQUIRE(out.strides() == x.strides());
+    const auto [mean, invstd] =
+        detail::batch_norm_cpu_forward(host_view(x), host_view(running_mean), host_view(running_var),
+                                       host_view(weight), host_view(bias), {training, momentum, eps}, host_view(out));
+    put(save_mean, tensor(mean));
+    put(save_invstd, tensor(invstd));
+  }
+  void batch_norm_backward(const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias,
+                           const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                           const Tensor& save_invstd, bool training, double) override {
+    ++calls["batch_norm_backward"];
+    REQUIRE(grad_out.strides() == x.strides());
+    const std::vector<bool> need{grad_input.defined(), grad_weight.defined(), grad_bias.defined()};
+    const Shape c{x.size(1)};
+    const auto r = detail::batch_norm_cpu_backward(host_view(grad_out), host_view(x), host_view(weight),
+                                                   host_values(save_mean), host_values(save_invstd), training, need, c,
+                                                   x.dtype(), c, x.dtype());
+    if (need[0]) put(grad_input, r[0]);
+    if (need[1]) put(grad_weight, r[1]);
+    if (need[2]) put(grad_bias, r[2]);
+  }
+  static cpu::Pool2dGeometry geometry(const Pool2dShape& s) {
+    return {s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pad_h, s.pad_w, s.dilation_h, s.dilation_w, s.out_h,
+            s.out_w};
+  }
+  static std::optional<int64_t> divisor(const Pool2dShape& s) {
+    return s.divisor_override ? std::optional<int64_t>(s.divisor_override) : std::nullopt;
+  }
+  void pool2d_forward(PoolKind kind, const Tensor& out, const Tensor& indices, const Tensor& x,
+                      const Pool2dShape& s) override {
+    ++calls[kind == PoolKind::Max ? "max_pool2d" : kind == PoolKind::Avg ? "avg_pool2d" : "adaptive_avg_pool2d"];
+    REQUIRE((x.is_contiguous() && out.is_contiguous() && x.dim() == 4));
+    REQUIRE((x.dtype() == kFloat32 || x.dtype() == kFloat64));
+    switch (kind) {
+      case PoolKind::Max: return cpu::max_pool2d(host_view(x), geometry(s), host_view(out), host_view(indices));
+      case PoolKind::Avg:
+        return cpu::avg_pool2d(host_view(x), geometry(s), s.count_include_pad, divisor(s), host_view(out));
+      case PoolKind::AdaptiveAvg: return cpu::adaptive_avg_pool2d(host_view(x), host_view(out));
+    }
+  }
+  void pool2d_backward(PoolKind kind, const Tensor& grad_input, const Tensor& grad_output, const Tensor& indices,
+                       const Pool2dShape& s) override {
+    ++calls[kind == PoolKind::Max ? "max_pool2d_backward" : kind == PoolKind::Avg ? "avg_pool2d_backward"
+                                                                                  : "adaptive_avg_pool2d_backward"];
+    REQUIRE((grad_input.is_contiguous() && grad_output.is_contiguous()));
+    switch (kind) {
+      case PoolKind::Max: return cpu::max_pool2d_backward(host_view(grad_output), host_view(indices), host_view(grad_input));
+      case PoolKind::Avg:
+        return cpu::avg_pool2d_backward(host_view(grad_output), geometry(s), s.count_include_pad, divisor(s),
+                                        host_view(grad_input));
+      case PoolKind::AdaptiveAvg: return cpu::adaptive_avg_pool2d_backward(host_view(grad_output), host_view(grad_input));
+    }
+  }
+  void nll_forward(const Tensor& losses, const Tensor& total, const Tensor& total_weight, const Tensor& input,
+                   const Tensor& target, const Tensor& weight, int64_t ignore_index, bool mean) override {
+    ++calls["nll_forward"];
+    REQUIRE((input.is_contiguous() && target.is_contiguous()));
+    REQUIRE((input.dim() == 3 && target.dim() == 2));
+    const cpu::NllShape sh{input.size(0), input.size(1), input.size(2)};
+    const auto [sum, tw] = cpu::nll_forward(host_view(input), host_view(target), host_view(weight), ignore_index,
+                                            host_view(losses), sh);
+    put(total_weight, scalar_tensor(tw, kFloat64));
+    if (total.defined()) put(total, scalar_tensor(mean ? sum / tw : sum, total.dtype()));
+  }
+  void nll_backward(const Tensor& grad_input, const Tensor& grad_out, const Tensor& target, const Tensor& weight,
+                    const Tensor& total_weight, int64_t ignore_index, bool per_element, bool mean) override {
+    ++calls["nll_backward"];
+    REQUIRE(grad_input.dim() == 3);
+    const cpu::NllShape sh{grad_input.size(0), grad_input.size(1), grad_input.size(2)};
+    detail::fill_into(host_view(grad_input), 0);
+    double scale = 1;
+    if (!per_element) scale = host_view(grad_out).item<double>() / (mean ? host_view(total_weight).item<double>() : 1.0);
+    cpu::nll_backward(host_view(grad_input), host_view(grad_out), host_view(target), host_view(weight), ignore_index,
+                      per_element, scale, sh);
+  }
+
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& buffer, bool first,
                 const SGDStepOptions& o) override {
     ++calls["sgd_step"];

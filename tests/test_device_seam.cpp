@@ -8,6 +8,10 @@
 #include <string>
 
 #include "fake_device.hpp"
+#include "torchlet/checkpoint.hpp"
+#include "torchlet/io.hpp"
+#include "torchlet/models.hpp"
+#include "torchlet/tensor/print.hpp"
 
 using namespace torchlet;
 using namespace fake_device;
@@ -49,9 +53,14 @@ TEST_CASE("device seam: without a backend every cuda tensor and op raises Device
   CHECK_THROWS_AS(softmax(x, 1), DeviceError);
   CHECK_THROWS_AS(ones({2}, kFake), DeviceError);
   CHECK(error_of([&] { (void)exp(x); }).find("[exp] cannot compute on cuda:0") != std::string::npos);
+  CHECK(error_of([&] { (void)max_pool2d(x.view({1, 1, 2, 3}), {.kernel_size = {2}}); })
+            .find("[max_pool2d] cannot compute on cuda:0") != std::string::npos);
+  CHECK(error_of([&] { (void)batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), {.training = true}); })
+            .find("[batch_norm] cannot compute on cuda:0") != std::string::npos);
+  CHECK_THROWS_AS(dropout(x, 0.5, true), DeviceError);
   // ops that are not routed keep their CPU-only message
-  CHECK(error_of([&] { (void)dropout(x, 0.5, true); }).find("expected a cpu tensor, got one on cuda:0") !=
-        std::string::npos);
+  Tensor filled = x.clone();
+  CHECK(error_of([&] { uniform_(filled); }).find("expected a cpu tensor, got one on cuda:0") != std::string::npos);
 }
 
 TEST_CASE("device seam: to(cuda) and back keeps values, dtype and strides") {
@@ -275,4 +284,227 @@ TEST_CASE("device seam: an MLP forward, backward and SGD step on the device matc
     check_same(dp[i].second.grad(), cp[i].second.grad(), (cp[i].first + ".grad").c_str());
   }
   CHECK(fake.kernels.calls["sgd_step"] == 12);
+}
+
+namespace {
+// Runs `f` on leaf copies of `inputs` placed on `dev` and returns its outputs and the leaves' gradients of
+// sum(out * out) over the first output (floating outputs only).
+std::vector<Tensor> forward_backward(const std::vector<Tensor>& inputs, Device dev,
+                                     const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f) {
+  std::vector<Tensor> leaves;
+  for (const Tensor& t : inputs) {
+    Tensor l = t.defined() ? t.detach().to(dev) : t;
+    if (l.defined() && l.is_floating_point()) l.requires_grad_();
+    leaves.push_back(l);
+  }
+  std::vector<Tensor> r = f(leaves);
+  sum(mul(r[0], r[0])).backward();
+  for (const Tensor& l : leaves)
+    if (l.defined() && l.requires_grad()) r.push_back(l.grad());
+  return r;
+}
+
+void check_all_same(const std::vector<Tensor>& dev, const std::vector<Tensor>& cpu, const std::string& what) {
+  REQUIRE(dev.size() == cpu.size());
+  for (size_t i = 0; i < dev.size(); ++i) {
+    CHECK(dev[i].defined() == cpu[i].defined());  // e.g. the gradient of an unused weight
+    if (cpu[i].defined()) check_same(dev[i], cpu[i], (what + " #" + std::to_string(i)).c_str());
+  }
+}
+}  // namespace
+
+TEST_CASE("device seam: batch_norm train and eval, forward and backward, match the CPU") {
+  FakeCuda fake;
+  Generator gen(31);
+  for (DType t : {kFloat32, kFloat64, kBFloat16}) {
+    for (bool channels_last : {false, true}) {
+      for (bool training : {true, false}) {
+        INFO(t, " channels_last ", channels_last, " training ", training);
+        Tensor x = randn({3, 4, 5, 2}, t, gen);
+        if (channels_last) x = x.contiguous(MemoryFormat::ChannelsLast);
+        const DType pt = t == kBFloat16 ? kFloat32 : t;
+        const Tensor w = randn({4}, pt, gen), b = randn({4}, pt, gen);
+        const Tensor rm0 = randn({4}, pt, gen), rv0 = add(rand({4}, pt, gen), 0.5);
+        std::vector<Tensor> running;  // per device: running_mean, running_var after the call
+        auto run = [&](Device dev) {
+          const Tensor rm = rm0.clone().to(dev), rv = rv0.clone().to(dev);
+          auto r = forward_backward({x, w, b}, dev, [&](const std::vector<Tensor>& in) {
+            auto [y, sm, si] = batch_norm_with_stats(in[0], rm, rv, in[1], in[2], {training, 0.2, 1e-4});
+            return std::vector<Tensor>{y, sm, si};
+          });
+          r.push_back(rm);
+          r.push_back(rv);
+          return r;
+        };
+        const auto cpu_r = run(kCPU), dev_r = run(kFake);
+        check_all_same(dev_r, cpu_r, "batch_norm");
+        CHECK(dev_r[0].is_contiguous(MemoryFormat::ChannelsLast) == channels_last);
+      }
+    }
+  }
+  // no affine, no running statistics, 2-D and 3-D inputs
+  for (const Shape& s : {Shape{5, 3}, Shape{2, 3, 7}}) {
+    const Tensor x = randn(s, kFloat32, gen);
+    auto f = [](const std::vector<Tensor>& in) {
+      return std::vector<Tensor>{batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), {.training = true})};
+    };
+    check_all_same(forward_backward({x}, kFake, f), forward_backward({x}, kCPU, f), "batch_norm without affine");
+  }
+  CHECK(fake.kernels.calls["batch_norm_forward"] >= 14);
+  CHECK(fake.kernels.calls["batch_norm_backward"] >= 14);
+  const Tensor x = randn({2, 3, 4}, kFloat32, gen).to(kFake);
+  CHECK_THROWS_AS(batch_norm(x, Tensor(), Tensor(), ones({3}), Tensor(), {.training = true}), DeviceError);
+}
+
+TEST_CASE("device seam: max, average and adaptive average pooling forward and backward match the CPU") {
+  FakeCuda fake;
+  Generator gen(37);
+  for (DType t : {kFloat32, kFloat64, kBFloat16}) {
+    for (bool channels_last : {false, true}) {
+      INFO(t, " channels_last ", channels_last);
+      Tensor x = randn({2, 3, 9, 8}, t, gen);
+      if (channels_last) x = x.contiguous(MemoryFormat::ChannelsLast);
+      const MaxPool2dOptions mo{{3, 2}, {2, 1}, {1, 1}, {1, 2}, true};
+      auto max_f = [&](const std::vector<Tensor>& in) {
+        auto [y, idx] = max_pool2d_with_indices(in[0], mo);
+        return std::vector<Tensor>{y, idx};
+      };
+      const auto max_dev = forward_backward({x}, kFake, max_f), max_cpu = forward_backward({x}, kCPU, max_f);
+      check_all_same(max_dev, max_cpu, "max_pool2d");
+      CHECK(max_dev[0].is_contiguous(MemoryFormat::ChannelsLast) == channels_last);
+      for (bool include_pad : {true, false}) {
+        for (int64_t divisor : {0, 5}) {
+          AvgPool2dOptions ao{{3, 3}, {2, 2}, {1, 1}, true, include_pad};
+          if (divisor) ao.divisor_override = divisor;
+          auto avg_f = [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{avg_pool2d(in[0], ao)}; };
+          check_all_same(forward_backward({x}, kFake, avg_f), forward_backward({x}, kCPU, avg_f), "avg_pool2d");
+        }
+      }
+      for (const Shape& os : {Shape{1, 1}, Shape{4, 3}, Shape{9, 8}}) {
+        auto ad_f = [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{adaptive_avg_pool2d(in[0], os)}; };
+        check_all_same(forward_backward({x}, kFake, ad_f), forward_backward({x}, kCPU, ad_f), "adaptive_avg_pool2d");
+      }
+    }
+  }
+  // unbatched input, max_pool2d without indices
+  const Tensor u = randn({3, 6, 6}, kFloat32, gen);
+  auto f = [](const std::vector<Tensor>& in) { return std::vector<Tensor>{max_pool2d(in[0], {.kernel_size = {2}})}; };
+  check_all_same(forward_backward({u}, kFake, f), forward_backward({u}, kCPU, f), "unbatched max_pool2d");
+  CHECK(fake.kernels.calls["max_pool2d"] >= 7);
+  CHECK(fake.kernels.calls["max_pool2d_backward"] >= 7);
+  CHECK(fake.kernels.calls["avg_pool2d_backward"] >= 24);
+  CHECK(fake.kernels.calls["adaptive_avg_pool2d_backward"] >= 18);
+  CHECK_THROWS_AS(avg_pool2d(ones({1, 1, 2, 2}, kInt64).to(kFake), {.kernel_size = {2}}), DTypeError);
+}
+
+TEST_CASE("device seam: nll_loss and cross_entropy with weights, ignore_index, smoothing and reductions match the CPU") {
+  FakeCuda fake;
+  Generator gen(41);
+  for (DType t : {kFloat32, kFloat64}) {
+    for (const Shape& s : {Shape{5}, Shape{6, 5}, Shape{3, 5, 2, 2}}) {
+      const Tensor x = randn(s, t, gen);
+      Shape ts = s;
+      ts.erase(ts.begin() + (s.size() == 1 ? 0 : 1));
+      Tensor target = randint(0, 5, ts, kInt64, gen);
+      if (target.numel() > 2) target.view({-1})[1].fill_(-100);  // one ignored target
+      const Tensor w = add(rand({5}, t, gen), 0.5);
+      for (Reduction red : {Reduction::Mean, Reduction::Sum, Reduction::None}) {
+        for (bool weighted : {false, true}) {
+          for (double smoothing : {0.0, 0.1}) {
+            INFO(t, " ", shape_str(s), " reduction ", static_cast<int>(red), " weighted ", weighted, " smoothing ",
+                 smoothing);
+            auto ce = [&](const std::vector<Tensor>& in) {
+              CrossEntropyOptions o{weighted ? in[2] : Tensor(), -100, red, smoothing};
+              return std::vector<Tensor>{cross_entropy(in[0], in[1], o)};
+            };
+            check_all_same(forward_backward({x, target, w}, kFake, ce), forward_backward({x, target, w}, kCPU, ce),
+                           "cross_entropy");
+            auto nll = [&](const std::vector<Tensor>& in) {
+              return std::vector<Tensor>{nll_loss(in[0], in[1], {weighted ? in[2] : Tensor(), -100, red})};
+            };
+            check_all_same(forward_backward({x, target, w}, kFake, nll), forward_backward({x, target, w}, kCPU, nll),
+                           "nll_loss");
+          }
+        }
+      }
+    }
+  }
+  CHECK(fake.kernels.calls["nll_forward"] >= 144);
+  CHECK(fake.kernels.calls["nll_backward"] >= 144);
+  // a bad target is still one IndexError; a CPU weight with device input is a DeviceError
+  const Tensor x = randn({2, 3}, kFloat32, gen).to(kFake);
+  CHECK_THROWS_AS(cross_entropy(x, tensor(std::vector<int64_t>{0, 3}).to(kFake)), IndexError);
+  CHECK_THROWS_AS(cross_entropy(x, tensor(std::vector<int64_t>{0, 1}).to(kFake), {.weight = ones({3})}), DeviceError);
+}
+
+TEST_CASE("device seam: cat and dropout match the CPU") {
+  FakeCuda fake;
+  Generator gen(43);
+  const Tensor a = randn({2, 3}, kFloat32, gen), b = randn({2, 1}, kFloat32, gen), e = empty({0}, kFloat32);
+  auto cat_f = [](const std::vector<Tensor>& in) { return std::vector<Tensor>{cat({in[0], in[2], in[1]}, 1)}; };
+  check_all_same(forward_backward({a, b, e}, kFake, cat_f), forward_backward({a, b, e}, kCPU, cat_f), "cat");
+  check_same(cat({a.to(kFake), b.to(kFloat64).to(kFake)}, -1), cat({a, b.to(kFloat64)}, -1), "cat promoting");
+  check_same(stack({a.to(kFake), a.to(kFake)}, 1), stack({a, a}, 1), "stack");
+  CHECK_THROWS_AS(cat({a, b.to(kFake)}, 1), DeviceError);
+  for (DType t : {kFloat32, kFloat16}) {
+    for (double p : {0.3, 1.0}) {
+      INFO(t, " p ", p);
+      const Tensor x = randn({4, 7}, t, gen);
+      auto run = [&](Device dev) {
+        Generator g(9);
+        return forward_backward({x}, dev, [&](const std::vector<Tensor>& in) {
+          auto [y, m] = dropout_with_mask(in[0], p, true, g);
+          return std::vector<Tensor>{y, m};
+        });
+      };
+      check_all_same(run(kFake), run(kCPU), "dropout");
+    }
+  }
+  check_same(dropout(a.to(kFake), 0.5, false), a, "dropout in evaluation");
+}
+
+TEST_CASE("device seam: a ResNet-18 trains on the device as on the CPU, bit for bit") {
+  FakeCuda fake;
+  auto make = [] {
+    manual_seed(7);
+    return models::resnet18({.num_classes = 10});
+  };
+  Generator gen(47);
+  const Tensor x = randn({2, 3, 32, 32}, kFloat32, gen), y = tensor(std::vector<int64_t>{3, 7});
+  auto train = [&](const std::shared_ptr<models::ResNet>& net, Device dev) {
+    net->to(dev);
+    net->train();
+    optim::SGD opt(nn::trainable_parameters(*net), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
+    std::vector<Tensor> losses;
+    for (int i = 0; i < 2; ++i) {  // the first step makes the momentum buffers, the second uses them
+      opt.zero_grad();
+      const Tensor loss = cross_entropy(net->forward(x.to(dev)), y.to(dev));
+      loss.backward();
+      opt.step();
+      losses.push_back(loss);
+    }
+    net->eval();
+    autograd::NoGradGuard no_grad;
+    losses.push_back(net->forward(x.to(dev)));
+    return losses;
+  };
+  const auto cpu_net = make(), dev_net = make();
+  const auto cpu_r = train(cpu_net, kCPU), dev_r = train(dev_net, kFake);
+  check_all_same(dev_r, cpu_r, "losses and evaluation logits");
+  const nn::StateDict cs = cpu_net->state_dict(), ds = dev_net->state_dict();
+  REQUIRE(cs.size() == ds.size());
+  for (size_t i = 0; i < cs.size(); ++i) {
+    REQUIRE(cs.items()[i].first == ds.items()[i].first);
+    check_same(ds.items()[i].second, cs.items()[i].second, cs.items()[i].first.c_str());
+  }
+  const auto cp = cpu_net->named_parameters(), dp = dev_net->named_parameters();
+  for (size_t i = 0; i < cp.size(); ++i) check_same(dp[i].second.grad(), cp[i].second.grad(), cp[i].first.c_str());
+  for (const char* k : {"batch_norm_forward", "batch_norm_backward", "max_pool2d", "max_pool2d_backward",
+                        "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward", "nll_forward", "nll_backward",
+                        "conv2d_forward", "softmax", "sgd_step"})
+    CHECK_MESSAGE(fake.kernels.calls[k] > 0, k);
+  // reading device tensors: item(), printing and saving copy to the CPU
+  CHECK(dev_r[1].item<double>() == cpu_r[1].item<double>());
+  CHECK(to_string(dev_r[1]).find("device='cuda:0'") != std::string::npos);
+  CHECK(save_to_bytes(to_value(ds)) == save_to_bytes(to_value(cs)));
 }

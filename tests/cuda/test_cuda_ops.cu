@@ -12,7 +12,11 @@
 #include "torchlet/nn.hpp"
 #include "torchlet/ops/activation.hpp"
 #include "torchlet/ops/conv.hpp"
+#include "torchlet/ops/join.hpp"
 #include "torchlet/ops/linalg.hpp"
+#include "torchlet/ops/loss.hpp"
+#include "torchlet/ops/normalization.hpp"
+#include "torchlet/ops/pooling.hpp"
 #include "torchlet/optim.hpp"
 #include "torchlet/tensor/random.hpp"
 
@@ -271,6 +275,149 @@ void check_training_step() {
   }
 }
 
+/// The gradient of sum(f(v)^2) with respect to v[which], for leaf copies of v (the floating ones among the first
+/// `differentiable` require grad).
+Tensor grad_of(const std::vector<Tensor>& v, size_t which, const std::function<Tensor(const std::vector<Tensor>&)>& f,
+               size_t differentiable = 3) {
+  std::vector<Tensor> leaves;
+  for (const Tensor& t : v) {
+    Tensor l = t.defined() ? t.detach() : t;
+    if (l.defined() && l.is_floating_point() && leaves.size() < differentiable) l.requires_grad_();
+    leaves.push_back(l);
+  }
+  const Tensor y = f(leaves);
+  sum(mul(y, y)).backward();
+  return leaves[which].grad();
+}
+
+void check_batch_norm(Generator& gen) {
+  using V = std::vector<Tensor>;
+  for (DType t : {kFloat32, kFloat64, kBFloat16}) {
+    const DType pt = t == kBFloat16 ? kFloat32 : t;
+    const double tol = tolerance(t, 64);
+    for (bool channels_last : {false, true}) {
+      const std::string layout = channels_last ? " channels-last" : "";
+      Tensor x = random_of(t, {8, 16, 9, 7}, gen);
+      if (channels_last) x = x.contiguous(MemoryFormat::ChannelsLast);
+      const Tensor w = random_of(pt, {16}, gen), b = random_of(pt, {16}, gen);
+      const Tensor rm = random_of(pt, {16}, gen), rv = add(rand({16}, pt, gen), 0.5);
+      for (bool training : {true, false}) {
+        const std::string mode = training ? " train" : " eval";
+        auto f = [&](const V& v) {
+          return batch_norm(v[0], v[3].clone(), v[4].clone(), v[1], v[2], {training, 0.1, 1e-5});
+        };
+        check("batch_norm" + mode + layout, {x, w, b, rm, rv}, f, tol);
+        for (size_t k = 0; k < 3; ++k)
+          check("batch_norm" + mode + layout + (k == 0 ? " grad input" : k == 1 ? " grad weight" : " grad bias"),
+                {x, w, b, rm, rv}, [&](const V& v) { return grad_of(v, k, f); }, tol * 16);
+      }
+      // the running statistics after one training step (momentum 0.1, unbiased variance)
+      for (int k = 0; k < 2; ++k)
+        check(std::string("batch_norm running_") + (k == 0 ? "mean" : "var") + layout, {x, w, b, rm, rv},
+              [&](const V& v) {
+                Tensor m = v[3].clone(), var = v[4].clone();
+                (void)batch_norm(v[0], m, var, v[1], v[2], {true, 0.1, 1e-5});
+                return k == 0 ? m : var;
+              }, tol);
+    }
+  }
+}
+
+void check_pooling(Generator& gen) {
+  using V = std::vector<Tensor>;
+  for (DType t : {kFloat32, kFloat64, kBFloat16}) {
+    const double tol = tolerance(t, 16);
+    const Tensor x = random_of(t, {4, 8, 17, 15}, gen);
+    const std::vector<std::pair<std::string, std::function<Tensor(const V&)>>> pools{
+        {"max_pool2d 3x3/2 pad 1", [](const V& v) { return max_pool2d(v[0], {{3}, {2}, {1}}); }},
+        {"max_pool2d dilation 2 ceil", [](const V& v) { return max_pool2d(v[0], {{3, 2}, {2, 1}, {1, 1}, {2, 2}, true}); }},
+        {"max_pool2d indices", [](const V& v) { return max_pool2d_with_indices(v[0], {{3}, {2}, {1}}).second.to(kFloat64); }},
+        {"avg_pool2d 3x3/2 pad 1", [](const V& v) { return avg_pool2d(v[0], {{3}, {2}, {1}}); }},
+        {"avg_pool2d no pad count, ceil", [](const V& v) { return avg_pool2d(v[0], {{3}, {2}, {1}, true, false}); }},
+        {"avg_pool2d divisor 5", [](const V& v) { return avg_pool2d(v[0], {{2}, {2}, {0}, false, true, 5}); }},
+        {"adaptive_avg_pool2d 1x1", [](const V& v) { return adaptive_avg_pool2d(v[0], {1, 1}); }},
+        {"adaptive_avg_pool2d 5x4", [](const V& v) { return adaptive_avg_pool2d(v[0], {5, 4}); }},
+    };
+    for (const auto& [name, f] : pools) {
+      check(name, {x}, f, tol);
+      if (name != "max_pool2d indices") check(name + " grad", {x}, [&](const V& v) { return grad_of(v, 0, f); }, tol * 4);
+    }
+    check("max_pool2d channels-last", {x}, [](const V& v) {
+      return max_pool2d(v[0].contiguous(MemoryFormat::ChannelsLast), {{2}, {2}});
+    }, tol);
+  }
+}
+
+void check_losses(Generator& gen) {
+  using V = std::vector<Tensor>;
+  for (DType t : {kFloat32, kFloat64}) {
+    const double tol = tolerance(t, 64);
+    const Tensor x = random_of(t, {64, 10}, gen), w = add(rand({10}, t, gen), 0.5);
+    Tensor target = randint(0, 10, {64}, kInt64, gen);
+    target[5].fill_(-100);
+    for (Reduction r : {Reduction::Mean, Reduction::Sum, Reduction::None}) {
+      const std::string red = r == Reduction::Mean ? " mean" : r == Reduction::Sum ? " sum" : " none";
+      for (double smoothing : {0.0, 0.1}) {
+        const std::string name = "cross_entropy weight ignore" + red + (smoothing > 0 ? " smooth 0.1" : "");
+        auto f = [=](const V& v) { return cross_entropy(v[0], v[1], {v[2], -100, r, smoothing}); };
+        check(name, {x, target, w}, f, tol);
+        check(name + " grad", {x, target, w}, [&](const V& v) { return grad_of(v, 0, f); }, tol);
+      }
+      auto nll = [=](const V& v) { return nll_loss(log_softmax(v[0], 1), v[1], {Tensor(), -100, r}); };
+      check("nll_loss" + red, {x, target}, nll, tol);
+      check("nll_loss" + red + " grad", {x, target}, [&](const V& v) { return grad_of(v, 0, nll); }, tol);
+    }
+  }
+  const Tensor a = random_of(kFloat32, {3, 4}, gen), b = random_of(kFloat32, {3, 2}, gen);
+  check("cat dim 1", {a, b}, [](const V& v) { return cat({v[0], v[1]}, 1); }, 0);
+  check("dropout p 0.3 (CPU-drawn mask)", {a}, [](const V& v) {
+    Generator g(3);
+    return dropout(v[0], 0.3, true, g);
+  }, 0);
+}
+
+void check_cnn_training_step() {
+  auto make = [] {
+    manual_seed(6);
+    auto net = std::make_shared<nn::Sequential>();
+    net->push_back(std::make_shared<nn::Conv2d>(3, 16, 3, nn::Conv2dOptions{.padding = 1, .bias = false}));
+    net->push_back(std::make_shared<nn::BatchNorm2d>(16));
+    net->push_back(std::make_shared<nn::ReLU>());
+    net->push_back(std::make_shared<nn::MaxPool2d>(3, nn::MaxPool2dOptions{.stride = 2, .padding = 1}));
+    net->push_back(std::make_shared<nn::AdaptiveAvgPool2d>(1));
+    net->push_back(std::make_shared<nn::Flatten>());
+    net->push_back(std::make_shared<nn::Linear>(16, 10));
+    return net;
+  };
+  Generator gen(10);
+  const Tensor x = randn({8, 3, 16, 16}, kFloat32, gen), target = randint(0, 10, {8}, kInt64, gen);
+  auto train = [&](const std::shared_ptr<nn::Sequential>& net, Device dev) {
+    net->to(dev);
+    net->train();
+    optim::SGD opt(net->parameters(), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
+    for (int i = 0; i < 3; ++i) {
+      opt.zero_grad();
+      const Tensor loss = cross_entropy(net->forward(x.to(dev)), target.to(dev));
+      loss.backward();
+      opt.step();
+    }
+  };
+  cuda::cudnn_allow_tf32() = false;
+  auto cpu_net = make(), gpu_net = make();
+  try {
+    train(cpu_net, kCPU);
+    train(gpu_net, kGPU);
+    const auto cs = cpu_net->state_dict(), gs = gpu_net->state_dict();
+    for (size_t i = 0; i < cs.size(); ++i) {
+      const auto& [k, v] = cs.items()[i];
+      if (v.is_floating_point()) compare("conv-BN-pool-CE 3 SGD steps: " + k, gs.items()[i].second, v, 1e-4);
+    }
+  } catch (const std::exception& e) {
+    report("conv-BN-pool-CE 3 SGD steps", kFloat32, NAN, NAN, 0, false, e.what());
+  }
+  cuda::cudnn_allow_tf32() = true;
+}
+
 void check_allocator_and_errors() {
   // steady state: the same sizes again are served from the cache
   for (int i = 0; i < 3; ++i) (void)add(ones({1000, 1000}, kGPU), 1);
@@ -323,6 +470,10 @@ int main() {
   check_matmul(gen);
   check_conv(gen);
   check_training_step();
+  check_batch_norm(gen);
+  check_pooling(gen);
+  check_losses(gen);
+  check_cnn_training_step();
   check_allocator_and_errors();
   std::printf("\n%d of %d checks failed\n", g_failures, g_rows);
   return g_failures == 0 ? 0 : 1;

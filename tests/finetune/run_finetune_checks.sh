@@ -59,6 +59,10 @@ echo "$out"
 out=$("$exe" --data "folder:$work/no-such-folder" --out "$work/e" 2>&1) && fail "a missing image folder was accepted" || true
 echo "$out"
 [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "expected one error line"
+out=$("$exe" --device cuda --out "$work/e" 2>&1) && fail "--device cuda was accepted without the CUDA backend" || true
+echo "$out"
+[ "$(echo "$out" | wc -l)" -eq 1 ] || fail "expected one error line"
+echo "$out" | grep -q "built without torchlet's CUDA backend" || fail "--device cuda: expected the no-backend message"
 
 echo "== 6. the job on an image folder (PGM files of four Fashion-MNIST classes; accuracy floor 75%)"
 bash "$here/make_image_folder.sh" "$work/images" 150

@@ -78,6 +78,24 @@ struct Conv2dShape {
   int64_t out_h = 1, out_w = 1;                             ///< output [N, Cout, Ho, Wo]
 };
 
+/// The kind of a 2-D pooling.
+enum class PoolKind : uint8_t {
+  Max,          ///< maximum over the window (padding never wins, NaN is the maximum), with the argmax index
+  Avg,          ///< average over the window, divisor as Pool2dShape says
+  AdaptiveAvg,  ///< average over PyTorch's adaptive windows [floor(i * in / out), ceil((i + 1) * in / out))
+};
+
+/// The geometry of a batched 2-D pooling (all sizes already checked by the op layer). AdaptiveAvg uses only the
+/// sizes; Avg ignores dilation.
+struct Pool2dShape {
+  int64_t batch = 1, channels = 1, in_h = 1, in_w = 1;      ///< input [N, C, H, W]
+  int64_t kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;                   ///< Max only
+  int64_t out_h = 1, out_w = 1;                             ///< output [N, C, Ho, Wo]
+  bool count_include_pad = true;                            ///< Avg: padded zeros count in the divisor
+  int64_t divisor_override = 0;                             ///< Avg: divide every window by this when non-zero
+};
+
 /// What a non-CPU device computes. Every tensor handed to a kernel lives on that device; outputs are new,
 /// contiguous (or channels-last) tensors the op layer allocated with the right dtype and shape, and inputs are
 /// already converted to the compute dtype and broadcast (expand()ed, so strides may be 0) to the output's shape
@@ -138,6 +156,56 @@ class DeviceKernels {
                                       const Conv2dShape& shape) = 0;
   /// grad_bias [Cout] of conv2d: grad_output summed over N, Ho and Wo.
   virtual void conv2d_backward_bias(const Tensor& grad_bias, const Tensor& grad_output, const Conv2dShape& shape) = 0;
+
+  // ---- normalization, pooling, losses, dropout ----
+  // (dropout has no kernel: its mask is drawn by the CPU generator, so a seed gives the same mask on every device,
+  // and applied with routed ops; cat is narrow + copy_, both routed)
+
+  /// Batch normalisation over dim 1 of x [N, C, ...] (float32 or float64, contiguous or channels-last) into out
+  /// (x's sizes, dtype and layout). weight and bias are [C] of x's dtype or undefined (ones / zeros); running_mean
+  /// and running_var are contiguous [C] of x's dtype or both undefined. save_mean and save_invstd are contiguous [C]
+  /// float64. Training: save_mean = the batch mean, save_invstd = 1 / sqrt(biased batch variance + eps), and
+  /// defined running statistics become (1 - momentum) * running + momentum * batch statistic, the variance's
+  /// unbiased (divided by N * S - 1, S the spatial size; the op layer guarantees N * S > 1). Evaluation:
+  /// save_mean = running_mean, save_invstd = 1 / sqrt(running_var + eps). Then out = (x - save_mean) *
+  /// save_invstd * weight + bias per channel.
+  virtual void batch_norm_forward(const Tensor& out, const Tensor& save_mean, const Tensor& save_invstd,
+                                  const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                  const Tensor& running_mean, const Tensor& running_var, bool training,
+                                  double momentum, double eps) = 0;
+  /// The gradients of batch_norm_forward from grad_out (x's sizes, dtype and layout), x, weight (or undefined)
+  /// and the forward's save_mean / save_invstd: each defined one of grad_input (x's sizes, dtype and layout),
+  /// grad_weight = sum(grad_out * (x - mean)) * invstd and grad_bias = sum(grad_out) ([C], x's dtype) is written.
+  /// Training differentiates through the batch statistics; evaluation gives grad_input = grad_out * invstd * weight.
+  /// `eps` is the forward's (the saved invstd already holds it).
+  virtual void batch_norm_backward(const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias,
+                                   const Tensor& grad_out, const Tensor& x, const Tensor& weight,
+                                   const Tensor& save_mean, const Tensor& save_invstd, bool training, double eps) = 0;
+  /// 2-D pooling of x [N, C, H, W] (contiguous, float32 or float64) into out [N, C, Ho, Wo] (contiguous, x's
+  /// dtype); for Max, `indices` (contiguous int64 of out's shape, when defined) gets the flat index h * W + w of
+  /// each window's maximum within its plane (ties keep the first; a NaN wins).
+  virtual void pool2d_forward(PoolKind kind, const Tensor& out, const Tensor& indices, const Tensor& x,
+                              const Pool2dShape& shape) = 0;
+  /// grad_input [N, C, H, W] (contiguous, grad_output's dtype; every element written) of a pooling from
+  /// grad_output [N, C, Ho, Wo] (contiguous); Max scatters to the forward's `indices` (accumulating where windows
+  /// share a maximum), the averages spread each gradient over its window with the forward's divisor.
+  virtual void pool2d_backward(PoolKind kind, const Tensor& grad_input, const Tensor& grad_output,
+                               const Tensor& indices, const Pool2dShape& shape) = 0;
+  /// Negative log-likelihood of input [N, C, S] (contiguous, float32 or float64 log-probabilities) at target
+  /// [N, S] (contiguous int64, each in [0, C) or ignore_index), weight [C] of the input's dtype or undefined
+  /// (ones): the per-element losses -weight[t] * input[n, t, s] (0 where ignored) go to `losses` (N * S elements,
+  /// contiguous, input's dtype) when defined; `total_weight` (0-dim float64) gets the summed weights of the
+  /// targets not ignored; `total` (0-dim, input's dtype), when defined, gets the losses' sum (accumulated in
+  /// double), divided by total_weight when `mean`.
+  virtual void nll_forward(const Tensor& losses, const Tensor& total, const Tensor& total_weight, const Tensor& input,
+                           const Tensor& target, const Tensor& weight, int64_t ignore_index, bool mean) = 0;
+  /// grad_input [N, C, S] (contiguous, grad_out's dtype; every element written) of nll_forward: zero except
+  /// -weight[t] * scale * g at [n, t, s] for the targets not ignored, where g = grad_out[n, s] when
+  /// `per_element` (grad_out N * S contiguous elements) and 1 otherwise, and scale = 1 when per_element, else
+  /// grad_out's one value (divided by total_weight, 0-dim float64, when `mean`), computed in double.
+  virtual void nll_backward(const Tensor& grad_input, const Tensor& grad_out, const Tensor& target,
+                            const Tensor& weight, const Tensor& total_weight, int64_t ignore_index, bool per_element,
+                            bool mean) = 0;
 
   // ---- optimizer steps ----
   /// One SGD step in place: param, grad and (when momentum != 0) momentum_buffer share shape and dtype;

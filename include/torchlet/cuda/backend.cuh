@@ -4,10 +4,13 @@
 /// only, through include/torchlet/cuda.cuh.
 #include "torchlet/backend/device_kernels.hpp"
 #include "torchlet/cuda/allocator.cuh"
+#include "torchlet/cuda/batch_norm.cuh"
 #include "torchlet/cuda/blas.cuh"
 #include "torchlet/cuda/conv.cuh"
 #include "torchlet/cuda/copy.cuh"
 #include "torchlet/cuda/elementwise.cuh"
+#include "torchlet/cuda/loss.cuh"
+#include "torchlet/cuda/pooling.cuh"
 #include "torchlet/cuda/reduce.cuh"
 #include "torchlet/cuda/softmax.cuh"
 
@@ -62,6 +65,35 @@ class CudaKernels final : public DeviceKernels {
   }
   void conv2d_backward_bias(const Tensor& grad_bias, const Tensor& grad_output, const Conv2dShape& shape) override {
     cuda::conv2d_backward_bias(grad_bias, grad_output, shape);
+  }
+  // ---- normalization, pooling, losses (dropout and cat compose routed ops) ----
+  void batch_norm_forward(const Tensor& out, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& x,
+                          const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                          const Tensor& running_var, bool training, double momentum, double eps) override {
+    cuda::batch_norm_forward(out, save_mean, save_invstd, x, weight, bias, running_mean, running_var, training,
+                             momentum, eps);
+  }
+  void batch_norm_backward(const Tensor& grad_input, const Tensor& grad_weight, const Tensor& grad_bias,
+                           const Tensor& grad_out, const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                           const Tensor& save_invstd, bool training, double eps) override {
+    cuda::batch_norm_backward(grad_input, grad_weight, grad_bias, grad_out, x, weight, save_mean, save_invstd,
+                              training, eps);
+  }
+  void pool2d_forward(PoolKind kind, const Tensor& out, const Tensor& indices, const Tensor& x,
+                      const Pool2dShape& shape) override {
+    cuda::pool2d_forward(kind, out, indices, x, shape);
+  }
+  void pool2d_backward(PoolKind kind, const Tensor& grad_input, const Tensor& grad_output, const Tensor& indices,
+                       const Pool2dShape& shape) override {
+    cuda::pool2d_backward(kind, grad_input, grad_output, indices, shape);
+  }
+  void nll_forward(const Tensor& losses, const Tensor& total, const Tensor& total_weight, const Tensor& input,
+                   const Tensor& target, const Tensor& weight, int64_t ignore_index, bool mean) override {
+    cuda::nll_forward(losses, total, total_weight, input, target, weight, ignore_index, mean);
+  }
+  void nll_backward(const Tensor& grad_input, const Tensor& grad_out, const Tensor& target, const Tensor& weight,
+                    const Tensor& total_weight, int64_t ignore_index, bool per_element, bool mean) override {
+    cuda::nll_backward(grad_input, grad_out, target, weight, total_weight, ignore_index, per_element, mean);
   }
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, bool first,
                 const SGDStepOptions& options) override {

@@ -43,21 +43,44 @@ inline Tensor softmax(const Tensor& x, int64_t dim) { return detail::softmax_imp
 /// Differentiable.
 inline Tensor log_softmax(const Tensor& x, int64_t dim) { return detail::softmax_impl(x, dim, true); }
 
+namespace detail {
+/// Dropout of a device tensor with a mask drawn on the CPU (so a generator's seed gives the same mask on every
+/// device): the mask and the noise mask * (1/(1-p) rounded to x's dtype) are copied to the device and
+/// out = x * noise is one routed multiply, the CPU's arithmetic.
+inline std::pair<Tensor, Tensor> dropout_device(const Tensor& x, const Tensor& mask, double p) {
+  Tensor out, device_mask;
+  {
+    autograd::NoGradGuard untracked;
+    const Tensor zero = scalar_tensor(0.0, x.dtype());  // 1 / keep computed as the CPU does, in x's dtype's opmath
+    const Tensor scale = p < 1 ? div(scalar_tensor(1.0, x.dtype()), scalar_tensor(1 - p, x.dtype())) : zero;
+    const Tensor noise = where(mask, scale, zero);
+    device_mask = mask.to(x.device());
+    out = mul(x, noise.to(x.device()));
+  }
+  out = recorded("dropout", {x}, out, [sm = SavedTensor(device_mask), p](const TensorList& g, const Needs&) {
+    const double s = p < 1 ? 1.0 / (1.0 - p) : 0.0;  // PyTorch: grad * (mask * scale)
+    return TensorList{mul(g[0], mul(sm.get().to(g[0].dtype()), s))};
+  });
+  return {out, device_mask};
+}
+}  // namespace detail
+
 /// Dropout that also returns its bool mask (true = kept): out = x * mask / (1 - p) computed as PyTorch does
 /// (x times the scale 1/(1-p) rounded to x's dtype; dropped elements are x * 0). Identity with an all-true
 /// mask when !training or p == 0; all dropped when p == 1. The mask is drawn from `gen` in row-major order.
-/// The output is differentiable: grad * mask / (1 - p) (0 when p == 1).
+/// The output is differentiable: grad * mask / (1 - p) (0 when p == 1). On a device the mask is still drawn on
+/// the CPU from `gen` and copied (one host-to-device copy of x's size in bool).
 inline std::pair<Tensor, Tensor> dropout_with_mask(const Tensor& x, double p, bool training,
                                                    Generator& gen = default_generator()) {
-  detail::check_cpu(x, "dropout");
   TORCHLET_CHECK(p >= 0 && p <= 1, ValueError, "[dropout] dropout probability has to be between 0 and 1, but got ",
                  p);
-  if (!training || p == 0 || x.numel() == 0) return {x, ones(x.sizes(), kBool)};
+  if (!training || p == 0 || x.numel() == 0) return {x, ones(x.sizes(), kBool).to(x.device())};
   TORCHLET_CHECK(x.is_floating_point(), DTypeError, "[dropout] expected a floating point dtype, got ", x.dtype());
   Tensor mask = empty(x.sizes(), kBool);
   bool* m = mask.data<bool>();
   const double keep = 1 - p;
   for (int64_t i = 0, n = mask.numel(); i < n; ++i) m[i] = p < 1 && gen.uniform() < keep;
+  if (!x.is_cpu()) return detail::dropout_device(x, mask, p);
   Tensor out = empty(x.sizes(), x.dtype());
   std::array<char*, 3> base{static_cast<char*>(out.data_ptr()), static_cast<char*>(x.data_ptr()),
                             static_cast<char*>(mask.data_ptr())};

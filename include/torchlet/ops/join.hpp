@@ -1,7 +1,8 @@
 #pragma once
 /// \file cat and stack with PyTorch's rules: dtype promotion across the inputs, sizes equal except in the cat dim,
 /// and the legacy rule that 1-D empty tensors (shape [0]) are skipped by cat. Both are differentiable: the
-/// gradient is split back into one piece per input (skipped inputs get none).
+/// gradient is split back into one piece per input (skipped inputs get none). All inputs share one device; on a
+/// non-CPU device cat is one routed copy_ per input into its slice of the output.
 #include <vector>
 
 #include "torchlet/backend/cpu/join.hpp"
@@ -19,14 +20,16 @@ inline Tensor cat_forward(const std::vector<Tensor>& tensors, int64_t& dim, std:
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
     TORCHLET_CHECK(t.defined(), ValueError, "[cat] tensor ", i, " is undefined");
-    detail::check_cpu(t, "cat");
+    TORCHLET_CHECK(t.device() == tensors[0].device(), DeviceError, "[cat] expected all tensors to be on the same "
+                   "device, but found at least two devices, ", tensors[0].device(), " and ", t.device(), " (tensor ", i,
+                   ")");
     TORCHLET_CHECK(t.dim() > 0, ShapeError, "[cat] zero-dimensional tensor (at position ", i,
                    ") cannot be concatenated");
     dtype = promote_types(dtype, t.dtype());
     skip[i] = t.dim() == 1 && t.size(0) == 0;
     if (!skip[i] && ref < 0) ref = static_cast<int64_t>(i);
   }
-  if (ref < 0) return empty({0}, dtype);  // every input is a legacy empty tensor
+  if (ref < 0) return empty({0}, TensorOptions(dtype, tensors[0].device()));  // every input is a legacy empty one
   const Tensor& first = tensors[ref];
   dim = wrap_dim(dim, first.dim(), "cat");
   Shape out_sizes = first.sizes();
@@ -44,8 +47,19 @@ inline Tensor cat_forward(const std::vector<Tensor>& tensors, int64_t& dim, std:
                      shape_str(first.sizes()), ")");
     out_sizes[dim] += t.size(dim);
   }
-  Tensor out = empty(out_sizes, dtype);
-  cpu::cat_into(out, tensors, dim, skip);
+  const Device device = tensors[0].device();
+  Tensor out = empty(out_sizes, TensorOptions(dtype, device));
+  if (device.is_cpu()) {
+    cpu::cat_into(out, tensors, dim, skip);
+    return out;
+  }
+  int64_t at = 0;  // on a device: one routed copy per input into its slice
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (skip[i]) continue;
+    const int64_t length = tensors[i].size(dim);
+    if (length > 0) out.narrow(dim, at, length).copy_(tensors[i]);
+    at += length;
+  }
   return out;
 }
 }  // namespace detail

@@ -1,12 +1,15 @@
 #pragma once
 /// \file Loss functions with PyTorch's formulas: nll_loss, cross_entropy (class indices or class probabilities,
 /// weights, ignore_index, label smoothing) and mse_loss, each with reduction None / Mean / Sum; differentiable
-/// with respect to the input (mse_loss: to the target too).
+/// with respect to the input (mse_loss: to the target too). On a device nll_loss runs DeviceKernels' nll_forward /
+/// nll_backward (16-bit floats in float32) and cross_entropy composes routed ops with it; class-index targets are
+/// bounds-checked on the host.
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
 #include "torchlet/backend/cpu/loss.hpp"
+#include "torchlet/backend/device_kernels.hpp"
 #include "torchlet/ops/activation.hpp"
 #include "torchlet/ops/arithmetic.hpp"
 #include "torchlet/ops/reduction.hpp"
@@ -38,8 +41,8 @@ namespace detail {
 inline cpu::NllShape check_class_target(const Tensor& input, const Tensor& target, int64_t ignore_index,
                                         const char* op) {
   TORCHLET_CHECK(input.defined() && target.defined(), ValueError, "[", op, "] undefined input or target");
-  check_cpu(input, op);
-  check_cpu(target, op);
+  TORCHLET_CHECK(input.device() == target.device(), DeviceError, "[", op, "] expected all tensors to be on the same "
+                 "device, but found at least two devices, ", input.device(), " and ", target.device());
   TORCHLET_CHECK(input.is_floating_point(), DTypeError, "[", op, "] expected a floating point input, got ",
                  input.dtype());
   TORCHLET_CHECK(input.dim() >= 1, ShapeError, "[", op, "] expected an input of shape [C], [N, C] or [N, C, d1, ...], "
@@ -57,7 +60,7 @@ inline cpu::NllShape check_class_target(const Tensor& input, const Tensor& targe
   sh.n = input.dim() == 1 ? 1 : input.size(0);
   sh.c = input.dim() == 1 ? input.size(0) : input.size(1);
   sh.s = input.dim() <= 2 ? 1 : numel_of(Shape(input.sizes().begin() + 2, input.sizes().end()));
-  const Tensor t = target.contiguous();
+  const Tensor t = target.to(kCPU).contiguous();  // a device target is checked on the host (one small copy)
   const int64_t* p = t.data<int64_t>();
   for (int64_t i = 0, n = t.numel(); i < n; ++i)
     TORCHLET_CHECK(p[i] == ignore_index || (p[i] >= 0 && p[i] < sh.c), IndexError, "[", op, "] target ", p[i],
@@ -65,10 +68,13 @@ inline cpu::NllShape check_class_target(const Tensor& input, const Tensor& targe
   return sh;
 }
 
-/// The class weights as a contiguous [C] tensor of `dtype` without history (undefined stays undefined).
-inline Tensor class_weight(const Tensor& weight, int64_t classes, DType dtype, const char* op) {
+/// The class weights as a contiguous [C] tensor of `dtype` without history (undefined stays undefined); they must
+/// live on `device`, the input's.
+inline Tensor class_weight(const Tensor& weight, int64_t classes, DType dtype, const char* op,
+                           Device device = kCPU) {
   if (!weight.defined()) return {};
-  check_cpu(weight, op);
+  TORCHLET_CHECK(weight.device() == device, DeviceError, "[", op, "] expected all tensors to be on the same device, "
+                 "but found at least two devices, ", device, " and ", weight.device(), " (weight)");
   TORCHLET_CHECK(weight.dim() == 1 && weight.size(0) == classes, ShapeError, "[", op, "] expected a weight of shape [",
                  classes, "] (one per class), got ", shape_str(weight.sizes()));
   TORCHLET_CHECK(weight.is_floating_point(), DTypeError, "[", op, "] expected a floating point weight, got ",
@@ -76,17 +82,52 @@ inline Tensor class_weight(const Tensor& weight, int64_t classes, DType dtype, c
   return weight.detach().to(dtype).contiguous();
 }
 
-/// An NLL loss and the divisor of its mean (the summed weights of the targets not ignored).
+/// An NLL loss and the divisor of its mean (the summed weights of the targets not ignored): a number on the CPU,
+/// a 0-dim float64 tensor on a device (read without a host synchronisation).
 struct NllResult {
   Tensor loss;
   double total_weight = 0;
+  Tensor device_total_weight = {};
 };
+
+/// nll on a device: the forward kernel, and a backward node calling the backward kernel.
+inline NllResult nll_device(const Tensor& input, const Tensor& target, const Tensor& w, int64_t ignore_index,
+                            Reduction reduction, const cpu::NllShape& sh) {
+  const Device dev = input.device();
+  const Tensor t = target.contiguous().view({sh.n, sh.s});
+  const DType compute = input.dtype() == kFloat16 || input.dtype() == kBFloat16 ? kFloat32 : input.dtype();
+  Tensor x, wc;
+  {
+    autograd::NoGradGuard untracked;
+    x = input.to(compute).contiguous().view({sh.n, sh.c, sh.s});
+    wc = w.defined() ? w.to(compute) : w;
+  }
+  const bool per_element = reduction == Reduction::None;
+  Tensor losses = per_element ? empty(target.sizes(), TensorOptions(compute, dev)) : Tensor();
+  Tensor total = per_element ? Tensor() : empty({}, TensorOptions(compute, dev));
+  const Tensor total_weight = empty({}, TensorOptions(kFloat64, dev));
+  device_kernels(dev, "nll_loss")
+      .nll_forward(losses, total, total_weight, x, t, wc, ignore_index, reduction == Reduction::Mean);
+  Tensor out = (per_element ? losses : total).to(input.dtype());
+  out = recorded("nll_loss", {input}, out, [st = SavedTensor(t), sw = SavedTensor(wc), stw = SavedTensor(total_weight),
+                                            sizes = input.sizes(), sh, ignore_index, reduction, compute](
+                                               const TensorList& g, const Needs&) {
+    const Tensor ge = g[0].to(compute).contiguous();
+    Tensor gi = empty({sh.n, sh.c, sh.s}, TensorOptions(compute, ge.device()));
+    device_kernels(ge.device(), "nll_loss backward")
+        .nll_backward(gi, ge, st.get(), sw.get(), stw.get(), ignore_index, reduction == Reduction::None,
+                      reduction == Reduction::Mean);
+    return TensorList{gi.view(sizes).to(g[0].dtype())};
+  });
+  return {out, 0, total_weight};
+}
 
 /// nll_loss with `op` naming the caller in errors; recorded as NllLossBackward0.
 inline NllResult nll_impl(const Tensor& input, const Tensor& target, const Tensor& weight, int64_t ignore_index,
                           Reduction reduction, const char* op) {
   const cpu::NllShape sh = check_class_target(input, target, ignore_index, op);
-  const Tensor w = class_weight(weight, sh.c, input.dtype(), op);
+  const Tensor w = class_weight(weight, sh.c, input.dtype(), op, input.device());
+  if (!input.is_cpu()) return nll_device(input, target, w, ignore_index, reduction, sh);
   const Tensor t = target.contiguous();
   Tensor x;
   {
@@ -124,7 +165,7 @@ inline Tensor class_view(const Tensor& w, int64_t ndim, int64_t class_dim) {
 inline Tensor cross_entropy_probs(const Tensor& input, const Tensor& target, const CrossEntropyOptions& opt,
                                   int64_t class_dim) {
   const int64_t c = input.size(class_dim);
-  const Tensor w = class_weight(opt.weight, c, input.dtype(), "cross_entropy");
+  const Tensor w = class_weight(opt.weight, c, input.dtype(), "cross_entropy", input.device());
   const Tensor logp = log_softmax(input, class_dim);
   const Tensor tgt = opt.label_smoothing > 0 ? add(mul(target, 1 - opt.label_smoothing), opt.label_smoothing / c)
                                              : target;
@@ -174,12 +215,13 @@ inline Tensor cross_entropy(const Tensor& input, const Tensor& target, const Cro
   if (eps <= 0) return r.loss;
   // PyTorch: (1 - eps) * nll + eps / C * smooth, smooth = -sum_c weight[c] * logp[.., c, ..] (0 where ignored),
   // its mean divided by the same summed weights as the nll's
-  const Tensor w = detail::class_weight(opt.weight, c, input.dtype(), op);
+  const Tensor w = detail::class_weight(opt.weight, c, input.dtype(), op, input.device());
   Tensor smooth = neg(sum(w.defined() ? mul(logp, detail::class_view(w, input.dim(), class_dim)) : logp, {class_dim}));
   smooth = where(eq(target, opt.ignore_index), 0.0, smooth);
   Tensor ret = opt.reduction == Reduction::None ? smooth
                : opt.reduction == Reduction::Sum ? sum(smooth)
-                                                 : div(sum(smooth), r.total_weight);
+               : input.is_cpu()                  ? div(sum(smooth), r.total_weight)
+                                                 : div(sum(smooth), r.device_total_weight.to(smooth.dtype()));
   return add(mul(r.loss, 1 - eps), mul(ret, eps / static_cast<double>(c)));
 }
 
