@@ -40,9 +40,13 @@ class FakeAllocator final : public Allocator {
   CPUAllocator cpu_;
 };
 
+// Device -> host copies so far: on a real GPU each one waits for the device (a host synchronisation).
+inline int host_reads = 0;
+
 // Copies between any two of cpu / fake cuda through the CPU copy (a source sharing the destination's bytes is
 // copied aside first, as copy_ does on the CPU).
 inline void fake_copy(const Tensor& dst, const Tensor& src) {
+  if (dst.is_cpu() && !src.is_cpu()) ++host_reads;
   Tensor s = host_view(src);
   if (src.storage().data() == dst.storage().data()) s = s.clone();
   detail::copy_cpu(host_view(dst), s);
@@ -271,6 +275,12 @@ class FakeKernels final : public DeviceKernels {
     REQUIRE((input.is_contiguous() && target.is_contiguous()));
     REQUIRE((input.dim() == 3 && target.dim() == 2));
     const cpu::NllShape sh{input.size(0), input.size(1), input.size(2)};
+    const Tensor t = host_view(target);  // the op layer leaves device targets to the kernel
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const int64_t c = t.data<int64_t>()[i];
+      TORCHLET_CHECK(c == ignore_index || (c >= 0 && c < sh.c), IndexError, "[nll_loss] target ", c,
+                     " is out of bounds for ", sh.c, " classes");
+    }
     const auto [sum, tw] = cpu::nll_forward(host_view(input), host_view(target), host_view(weight), ignore_index,
                                             host_view(losses), sh);
     put(total_weight, scalar_tensor(tw, kFloat64));

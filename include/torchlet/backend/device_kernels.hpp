@@ -192,9 +192,11 @@ class DeviceKernels {
   virtual void pool2d_backward(PoolKind kind, const Tensor& grad_input, const Tensor& grad_output,
                                const Tensor& indices, const Pool2dShape& shape) = 0;
   /// Negative log-likelihood of input [N, C, S] (contiguous, float32 or float64 log-probabilities) at target
-  /// [N, S] (contiguous int64, each in [0, C) or ignore_index), weight [C] of the input's dtype or undefined
-  /// (ones): the per-element losses -weight[t] * input[n, t, s] (0 where ignored) go to `losses` (N * S elements,
-  /// contiguous, input's dtype) when defined; `total_weight` (0-dim float64) gets the summed weights of the
+  /// [N, S] (contiguous int64; the op layer has not looked at the values, so a target outside [0, C) that is not
+  /// ignore_index is the kernel's to report as IndexError "[nll_loss] target T is out of bounds for C classes": at
+  /// once, or at the device's next synchronisation with the host, never by waiting for the device), weight [C]
+  /// of the input's dtype or undefined (ones): the per-element losses -weight[t] * input[n, t, s] (0 where
+  /// ignored) go to `losses` (N * S elements, contiguous, input's dtype) when defined; `total_weight` (0-dim float64) gets the summed weights of the
   /// targets not ignored; `total` (0-dim, input's dtype), when defined, gets the losses' sum (accumulated in
   /// double), divided by total_weight when `mean`.
   virtual void nll_forward(const Tensor& losses, const Tensor& total, const Tensor& total_weight, const Tensor& input,

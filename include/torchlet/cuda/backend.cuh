@@ -4,6 +4,7 @@
 /// only, through include/torchlet/cuda.cuh.
 #include "torchlet/backend/device_kernels.hpp"
 #include "torchlet/cuda/allocator.cuh"
+#include "torchlet/cuda/async_error.cuh"
 #include "torchlet/cuda/batch_norm.cuh"
 #include "torchlet/cuda/blas.cuh"
 #include "torchlet/cuda/conv.cuh"
@@ -123,6 +124,7 @@ inline bool is_available() { return device_count() > 0; }
 inline void synchronize(int index = 0) {
   DeviceGuard guard(index);
   TORCHLET_CUDA_CHECK(cudaStreamSynchronize(current_stream(index)));
+  raise_async_errors();  // e.g. a class index out of range that nll_loss found on the device
 }
 
 /// Registers the caching allocator, the copy hook and the kernels for DeviceType::CUDA (idempotent).

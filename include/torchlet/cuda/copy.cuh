@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "torchlet/cuda/allocator.cuh"
+#include "torchlet/cuda/async_error.cuh"
 #include "torchlet/cuda/elementwise.cuh"
 #include "torchlet/tensor/tensor.hpp"
 
@@ -105,6 +106,7 @@ inline void copy_between(const Tensor& dst, const Tensor& src) {
     const Tensor host = direct ? dst : empty(src.sizes(), src.dtype());
     pinned_staging().to_host(host.data_ptr(), dense.data_ptr(), static_cast<size_t>(dense.nbytes()), sdev,
                              current_stream(sdev));
+    raise_async_errors();  // the copy synchronised: what kernels found before it surfaces here
     if (!direct) torchlet::detail::copy_cpu(dst, host);
     return;
   }

@@ -2,10 +2,12 @@
 /// \file The negative log-likelihood loss on CUDA over log-probabilities [N, C, S] and int64 targets [N, S]
 /// (cross_entropy is log_softmax + nll in the op layer): the forward writes the per-element losses and one
 /// block sums them and the weights in double (PyTorch's weighted mean divides by the summed weights of the targets
-/// not ignored); the backward writes the whole input gradient (zero except at the targets). Compiled by nvcc only.
+/// not ignored) and reports a target out of range through async_error.cuh, without a host synchronisation; the
+/// backward writes the whole input gradient (zero except at the targets). Compiled by nvcc only.
 #include <cuda_runtime.h>
 
 #include "torchlet/cuda/allocator.cuh"
+#include "torchlet/cuda/async_error.cuh"
 #include "torchlet/cuda/check.cuh"
 #include "torchlet/tensor/tensor.hpp"
 
@@ -18,13 +20,15 @@ constexpr int kNllThreads = 256;
 template <class T>
 __global__ void nll_forward_kernel(const T* x, const int64_t* target, const T* weight, T* losses, T* total,
                                    double* total_weight, int64_t N, int64_t C, int64_t S, int64_t ignore_index,
-                                   bool mean) {
+                                   bool mean, AsyncErrorRecord* errors, int device) {
   __shared__ double sums[2][kNllThreads];
   double s = 0, ws = 0;
   for (int64_t k = threadIdx.x; k < N * S; k += blockDim.x) {
     const int64_t n = k / S, j = k % S, cls = target[k];
     double loss = 0;
-    if (cls != ignore_index) {
+    if (cls != ignore_index && (cls < 0 || cls >= C)) {
+      report_index_error(errors, device, cls, C);  // raised by the host at its next synchronisation
+    } else if (cls != ignore_index) {
       const double wt = weight ? static_cast<double>(weight[cls]) : 1.0;
       loss = -wt * static_cast<double>(x[(n * C + cls) * S + j]);
       s += loss;
@@ -85,7 +89,7 @@ inline void nll_forward(const Tensor& losses, const Tensor& total, const Tensor&
     auto ptr = [](const Tensor& t) { return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr; };
     detail::nll_forward_kernel<T><<<1, detail::kNllThreads, 0, current_stream(dev)>>>(
         ptr(input), static_cast<const int64_t*>(target.data_ptr()), ptr(weight), ptr(losses), ptr(total),
-        static_cast<double*>(total_weight.data_ptr()), N, C, S, ignore_index, mean);
+        static_cast<double*>(total_weight.data_ptr()), N, C, S, ignore_index, mean, async_error_record(), dev);
     TORCHLET_CUDA_CHECK_LAUNCH("nll_forward_kernel");
   };
   if (input.dtype() == kFloat32) run.template operator()<float>();

@@ -60,7 +60,10 @@ inline cpu::NllShape check_class_target(const Tensor& input, const Tensor& targe
   sh.n = input.dim() == 1 ? 1 : input.size(0);
   sh.c = input.dim() == 1 ? input.size(0) : input.size(1);
   sh.s = input.dim() <= 2 ? 1 : numel_of(Shape(input.sizes().begin() + 2, input.sizes().end()));
-  const Tensor t = target.to(kCPU).contiguous();  // a device target is checked on the host (one small copy)
+  // a device target is checked by the device's nll kernel (on CUDA reported at the next synchronisation, as PyTorch
+  // reports a device-side assert): reading it here would make every training step wait for the GPU
+  if (!target.is_cpu()) return sh;
+  const Tensor t = target.contiguous();
   const int64_t* p = t.data<int64_t>();
   for (int64_t i = 0, n = t.numel(); i < n; ++i)
     TORCHLET_CHECK(p[i] == ignore_index || (p[i] >= 0 && p[i] < sh.c), IndexError, "[", op, "] target ", p[i],
