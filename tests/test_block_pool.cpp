@@ -231,3 +231,30 @@ TEST_CASE("block pool: a private pool serves its routed stream, reuses within, s
   CHECK(pool.allocate(4 * KiB, 0, 5) == a);  // now an ordinary block of stream 5
   CHECK_THROWS_AS(pool.route_to_pool(0, 5, graph), ValueError);
 }
+
+TEST_CASE("block pool: routing is per (device, stream) and ends with the pool") {
+  FakeRaw raw;
+  BlockPool pool(raw.memory());
+  const uint64_t graph = pool.create_pool();
+  pool.route_to_pool(0, 5, graph);
+  void* routed = pool.allocate(4 * KiB, 0, 5);
+  void* other_device = pool.allocate(4 * KiB, 1, 5);
+  void* other_stream = pool.allocate(4 * KiB, 0, 6);
+  CHECK(pool.live_bytes(graph) == 4 * KiB);
+  CHECK(pool.live_bytes(BlockPool::kNoPool) == 8 * KiB);
+  pool.release(routed);
+  pool.release(other_device);
+  pool.release(other_stream);
+  CHECK(pool.cached_bytes(graph) == 4 * KiB);
+  // dropping a pool that is still routed ends the routing: stream 5 allocates from its own pool again
+  pool.drop_pool(graph);
+  CHECK(pool.cached_bytes(graph) == 0);
+  void* after = pool.allocate(4 * KiB, 0, 5);
+  CHECK(pool.live_bytes(BlockPool::kNoPool) == 4 * KiB);
+  pool.release(after);
+  pool.drop_pool(graph);  // twice: nothing happens
+  CHECK(pool.create_pool() != graph);  // ids are not reused
+  // the counters see private-pool blocks like any other
+  CHECK(pool.stats(0).raw_mallocs == 3);
+  CHECK(pool.stats(0).allocated == 0);
+}

@@ -37,7 +37,8 @@ inline void raise_cuda(cudaError_t e, const char* call, const char* file, int li
                    cudaGetErrorString(e), " (", cudaGetErrorName(e), ") at ", file, ":", line);
   if (e == cudaErrorStreamCaptureInvalidated || e == cudaErrorStreamCaptureImplicit ||
       e == cudaErrorStreamCaptureUnjoined || e == cudaErrorStreamCaptureIsolation ||
-      e == cudaErrorStreamCaptureUnmatched || e == cudaErrorStreamCaptureMerge || e == cudaErrorStreamCaptureWrongThread)
+      e == cudaErrorStreamCaptureUnmatched || e == cudaErrorStreamCaptureMerge ||
+      e == cudaErrorStreamCaptureWrongThread)
     TORCHLET_THROW(DeviceError, "[cuda graph] ", call, " failed during capture: ", cudaGetErrorString(e), " (",
                    cudaGetErrorName(e), ") at ", file, ":", line);
   TORCHLET_THROW(DeviceError, "[cuda] ", call, " failed: ", cudaGetErrorString(e), " (", cudaGetErrorName(e),

@@ -60,7 +60,8 @@ class Graph {
   /// allocations to a new private pool. Raises when a capture is under way or a graph is held (reset() first).
   void capture_begin() {
     TORCHLET_CHECK(!capturing_, DeviceError, "[cuda graph] capture_begin: a capture is already under way");
-    TORCHLET_CHECK(!exec_, DeviceError, "[cuda graph] capture_begin: this graph holds a capture already; reset() it first");
+    TORCHLET_CHECK(!exec_, DeviceError,
+                   "[cuda graph] capture_begin: this graph holds a capture already; reset() it first");
     DeviceGuard guard(device_);
     const cudaStream_t side = detail::capture_stream(device_);
     // handles are made before the capture: their creation may allocate and synchronise
@@ -83,7 +84,8 @@ class Graph {
   /// Stops recording, restores the previous stream and instantiates the graph. Raises DeviceError naming the
   /// call when the capture failed (e.g. was invalidated by a host synchronisation).
   void capture_end() {
-    TORCHLET_CHECK(capturing_, DeviceError, "[cuda graph] capture_end: no capture under way (call capture_begin first)");
+    TORCHLET_CHECK(capturing_, DeviceError,
+                   "[cuda graph] capture_end: no capture under way (call capture_begin first)");
     DeviceGuard guard(device_);
     const cudaStream_t side = detail::capture_stream(device_);
     cudaGraph_t graph = nullptr;
@@ -116,7 +118,8 @@ class Graph {
 
   /// Launches the recorded work on the current stream of the graph's device (asynchronously, like any kernel).
   void replay() {
-    TORCHLET_CHECK(exec_, DeviceError, "[cuda graph] replay: nothing captured (call capture or capture_begin/end first)");
+    TORCHLET_CHECK(exec_, DeviceError,
+                   "[cuda graph] replay: nothing captured (call capture or capture_begin/end first)");
     DeviceGuard guard(device_);
     TORCHLET_CUDA_CHECK(cudaGraphLaunch(exec_, current_stream(device_)));
   }
