@@ -9,7 +9,8 @@
    (PyTorch: torch.backends.cudnn.benchmark = True, channels_last where the row says so, the same TF32 flags,
    bf16 through torch.autocast). The table gives images/s (batch-1 rows: latency) and torchlet / PyTorch.
    Targets (shared/docs/performance.md, issue 9): training and inference throughput >= 1.0x PyTorch,
-   batch-1 latency <= 0.5x PyTorch's.
+   batch-1 latency <= 0.5x PyTorch's. Rows labelled "graph" time torchlet's CUDA-graph replay of one step
+   (resnet_gpu --cuda-graph) next to PyTorch eager.
 
 usage: python3 bench/gpu/compare_gpu.py BUILD/bench/gpu/resnet_gpu [--quick] [--json OUT.json]
 Uses torchvision's resnet50 when torchvision imports, else an identical definition below (same state_dict keys).
@@ -147,9 +148,10 @@ def torch_side(work, batch, precision, channels_last, warmup, iters):
     return ms
 
 
-def torchlet_side(exe, work, batch, precision, channels_last, warmup, iters):
+def torchlet_side(exe, work, batch, precision, channels_last, warmup, iters, graph=False):
     cmd = [exe, "--work", work, "--batch", str(batch), "--precision", precision, "--warmup", str(warmup),
            "--iters", str(iters)] + (["--channels-last"] if channels_last else [])
+    cmd += ["--cuda-graph"] if graph else []
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         return None, (run.stderr or run.stdout).strip().splitlines()[-1:] or ["exit %d" % run.returncode]
@@ -214,6 +216,8 @@ WORKLOADS = [  # (work, batch, precision, channels_last)
     ("frozen", 256, "tf32", True),
     ("infer", 256, "bf16", True), ("infer", 256, "tf32", True),
     ("infer", 1, "tf32", True), ("infer", 1, "bf16", True), ("infer", 1, "tf32", False),
+    # torchlet replaying one captured step as a CUDA graph, next to PyTorch eager
+    ("infer", 1, "tf32", True, "graph"), ("infer", 1, "bf16", True, "graph"), ("train", 256, "tf32", True, "graph"),
 ]
 
 
@@ -239,23 +243,24 @@ def main():
         print("FAIL " + f)
     failed += len(failures)
     rows = []
-    print("\n%-7s %5s %-5s %-6s %14s %14s %9s %8s" % ("work", "batch", "prec", "layout", "PyTorch", "torchlet",
+    print("\n%-7s %5s %-5s %-12s %14s %14s %9s %8s" % ("work", "batch", "prec", "layout", "PyTorch", "torchlet",
                                                        "ratio", "target"), flush=True)
-    for work, batch, precision, cl in WORKLOADS:
+    for work, batch, precision, cl, *label in WORKLOADS:
+        graph = label == ["graph"]
         warmup, iters = (3, 5) if a.quick else ((10, 30) if batch > 1 else (20, 200))
         t_ms = torch_side(work, batch, precision, cl, warmup, iters)
-        o_ms, err = torchlet_side(a.exe, work, batch, precision, cl, warmup, iters)
-        layout = "NHWC" if cl else "NCHW"
+        o_ms, err = torchlet_side(a.exe, work, batch, precision, cl, warmup, iters, graph)
+        layout = ("NHWC" if cl else "NCHW") + (" graph" if graph else "")
         if batch == 1:  # latency: lower is better, ratio torchlet / PyTorch
             t_txt, o_txt = "%.3f ms" % t_ms, ("%.3f ms" % o_ms if o_ms else "n/a")
             ratio, target = (o_ms / t_ms if o_ms else None), "<= 0.5"
         else:  # throughput: higher is better, ratio torchlet / PyTorch
             t_txt, o_txt = "%.0f img/s" % (batch * 1e3 / t_ms), ("%.0f img/s" % (batch * 1e3 / o_ms) if o_ms else "n/a")
             ratio, target = (t_ms / o_ms if o_ms else None), ">= 1.0"
-        print("%-7s %5d %-5s %-6s %14s %14s %9s %8s%s" % (work, batch, precision, layout, t_txt, o_txt,
+        print("%-7s %5d %-5s %-12s %14s %14s %9s %8s%s" % (work, batch, precision, layout, t_txt, o_txt,
                                                          "%.2fx" % ratio if ratio else "n/a", target,
                                                          "  (%s)" % err[0] if err else ""), flush=True)
-        rows.append({"work": work, "batch": batch, "precision": precision, "channels_last": cl,
+        rows.append({"work": work, "batch": batch, "precision": precision, "channels_last": cl, "cuda_graph": graph,
                      "torch_ms": t_ms, "torchlet_ms": o_ms, "ratio": ratio, "error": err})
     if a.json:
         with open(a.json, "w") as f:

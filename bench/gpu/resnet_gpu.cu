@@ -3,13 +3,17 @@
 // and input, written for the script to compare with PyTorch's.
 //
 // usage: resnet_gpu --work infer|train|frozen --batch N [--arch resnet50] [--precision fp32|tf32|bf16]
-//                   [--channels-last] [--warmup N] [--iters N]
+//                   [--channels-last] [--warmup N] [--iters N] [--cuda-graph]
 //        resnet_gpu --check WEIGHTS.pth INPUT.pth OUT.pth [--arch resnet50] [--precision ...] [--channels-last]
 // Precision: fp32 computes float32 without TF32; tf32 lets cuBLAS and cuDNN use TF32 tensor cores (PyTorch's
 // allow_tf32 flags); bf16 is not available yet (no autocast in torchlet): the program exits 3 and says so.
+// --cuda-graph: after the warm-up (cuDNN's algorithm search, grads and momentum buffers exist), one step is
+// captured as a CUDA graph (cuda::Graph) with the static input and labels, and the replays are timed; training
+// steps then zero grads in place (zero_grad(set_to_none=false)) so that the captured grads stay allocated.
 // Exit status: 0 ok, 1 error (one line on stderr), 2 bad usage, 3 workload not supported, 77 no CUDA device.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -29,13 +33,14 @@ struct Options {
   std::string arch = "resnet50", work = "infer", precision = "tf32";
   int64_t batch = 1;
   bool channels_last = false;
+  bool cuda_graph = false;
   int warmup = 10, iters = 50;
   std::string check_weights, check_input, check_out;
 };
 
 int usage(const char* why) {
   std::fprintf(stderr, "resnet_gpu: %s\nusage: resnet_gpu --work infer|train|frozen --batch N [--arch A] "
-               "[--precision fp32|tf32|bf16] [--channels-last] [--warmup N] [--iters N]\n"
+               "[--precision fp32|tf32|bf16] [--channels-last] [--warmup N] [--iters N] [--cuda-graph]\n"
                "       resnet_gpu --check WEIGHTS.pth INPUT.pth OUT.pth [--arch A] [--precision P] [--channels-last]\n",
                why);
   return 2;
@@ -117,17 +122,25 @@ int bench(const Options& o) {
   }
   if (opt) {
     step = [&] {
-      opt->zero_grad();
+      opt->zero_grad(/*set_to_none=*/!o.cuda_graph);
       cross_entropy((*model)(x), y).backward();
       opt->step();
     };
   }
+  cuda::Graph graph;
+  if (o.cuda_graph) {
+    for (int i = 0; i < std::max(o.warmup, 3); ++i) step();  // what the capture must not do: search, first allocs
+    cuda::synchronize();
+    graph.capture(step);
+    step = [&] { graph.replay(); };
+  }
   const double ms = time_ms(step, o.warmup, o.iters);
   const auto mem = cuda::memory_stats(0);
   std::printf("{\"arch\": \"%s\", \"work\": \"%s\", \"batch\": %lld, \"precision\": \"%s\", \"channels_last\": %s, "
-              "\"ms\": %.4f, \"images_per_s\": %.2f, \"peak_bytes\": %lld}\n",
+              "\"cuda_graph\": %s, \"ms\": %.4f, \"images_per_s\": %.2f, \"peak_bytes\": %lld}\n",
               o.arch.c_str(), o.work.c_str(), static_cast<long long>(o.batch), o.precision.c_str(),
-              o.channels_last ? "true" : "false", ms, 1000.0 * static_cast<double>(o.batch) / ms,
+              o.channels_last ? "true" : "false", o.cuda_graph ? "true" : "false", ms,
+              1000.0 * static_cast<double>(o.batch) / ms,
               static_cast<long long>(mem.peak_allocated));
   return 0;
 }
@@ -144,6 +157,7 @@ int main(int argc, char** argv) {
     else if (f == "--precision") o.precision = next();
     else if (f == "--batch") o.batch = std::atoll(next().c_str());
     else if (f == "--channels-last") o.channels_last = true;
+    else if (f == "--cuda-graph") o.cuda_graph = true;
     else if (f == "--warmup") o.warmup = std::atoi(next().c_str());
     else if (f == "--iters") o.iters = std::atoi(next().c_str());
     else if (f == "--check") {

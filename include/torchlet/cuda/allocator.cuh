@@ -3,17 +3,16 @@
 /// tensor goes, and the next request of a fitting size takes one from there, so a training loop stops calling
 /// cudaMalloc after its first step. Requests are rounded to 512 B up to 1 MiB ("small") and to 2 MiB above;
 /// cudaMalloc runs only on a miss, and on out-of-memory the cache is freed and the allocation retried once.
-/// Also: the current stream per device and a device guard. Compiled by nvcc only.
+/// The bookkeeping (and the private pools of CUDA graphs) is backend/block_pool.hpp, tested on the CPU; this file
+/// plugs cudaMalloc, cudaFree and streams into it. Also: the current stream per device and a device guard.
+/// Compiled by nvcc only.
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <unordered_map>
-#include <vector>
 
+#include "torchlet/backend/block_pool.hpp"
 #include "torchlet/cuda/check.cuh"
 #include "torchlet/tensor/storage.hpp"
 
@@ -65,146 +64,85 @@ struct MemoryStats {
   size_t cache_hits = 0;      ///< requests served from the cache
 };
 
-/// The caching allocator registered for DeviceType::CUDA (see caching_allocator()).
+/// The caching allocator registered for DeviceType::CUDA (see caching_allocator()): backend/block_pool.hpp's
+/// bookkeeping over cudaMalloc/cudaFree, pools keyed by the current stream (or by a CUDA graph's private pool
+/// while its stream is being captured).
 class CachingAllocator final : public Allocator {
  public:
   /// Requests up to this size use the small pool (rounded to kSmallRound).
-  static constexpr size_t kSmallLimit = size_t{1} << 20;
+  static constexpr size_t kSmallLimit = BlockPool::kSmallLimit;
   /// Rounding of small requests.
-  static constexpr size_t kSmallRound = 512;
+  static constexpr size_t kSmallRound = BlockPool::kSmallRound;
   /// Rounding of large requests.
-  static constexpr size_t kLargeRound = size_t{2} << 20;
+  static constexpr size_t kLargeRound = BlockPool::kLargeRound;
+
+  CachingAllocator() : pool_(cuda_memory(), "[CUDA caching allocator]", "cuda:") {}
 
   /// The size a request of `nbytes` is served with.
-  static size_t rounded_size(size_t nbytes) {
-    const size_t r = nbytes <= kSmallLimit ? kSmallRound : kLargeRound;
-    return (nbytes + r - 1) / r * r;
-  }
+  static size_t rounded_size(size_t nbytes) { return BlockPool::rounded_size(nbytes); }
 
   DataPtr allocate(size_t nbytes, Device device) override {
     if (nbytes == 0) return {};
     const int dev = device.index;
     TORCHLET_CHECK(dev >= 0 && dev < kMaxDevices, DeviceError, "[CUDA caching allocator] device index ", dev,
                    " out of range");
-    const size_t size = rounded_size(nbytes);
-    const cudaStream_t stream = current_stream(dev);
-    void* ptr = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto& pool = pools_[PoolKey{dev, stream, size <= kSmallLimit}];
-      // the smallest cached block that fits, if it wastes at most a quarter of itself
-      auto it = pool.lower_bound(size);
-      if (it != pool.end() && it->first - size <= it->first / 4) {
-        ptr = it->second;
-        const size_t block_size = it->first;
-        live_[ptr] = Block{block_size, dev, stream};
-        pool.erase(it);
-        ++stats_[dev].cache_hits;
-        count_allocated(dev, block_size);
-      }
-    }
-    if (!ptr) ptr = malloc_block(size, dev, stream);
+    void* ptr = pool_.allocate(nbytes, dev, stream_key(current_stream(dev)));
     CachingAllocator* self = this;
-    return {ptr, std::shared_ptr<void>(ptr, [self](void* p) { self->release(p); })};
+    return {ptr, std::shared_ptr<void>(ptr, [self](void* p) { self->pool_.release(p); })};
   }
 
-  /// Returns every cached (free) block to CUDA, like torch.cuda.empty_cache(). Live blocks stay.
-  void empty_cache() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    free_cached(-1);
-  }
+  /// Returns every cached (free) block to CUDA, like torch.cuda.empty_cache(). Live blocks and the private pools
+  /// of CUDA graphs stay.
+  void empty_cache() { pool_.empty_cache(); }
 
   /// The counters of device `index`.
   MemoryStats stats(int index) const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = stats_.find(index);
-    return it == stats_.end() ? MemoryStats{} : it->second;
+    const BlockPoolStats s = pool_.stats(index);
+    return MemoryStats{s.allocated, s.reserved, s.peak_allocated, s.raw_mallocs, s.cache_hits};
   }
   /// Sets peak_allocated of device `index` to the current allocation.
-  void reset_peak(int index) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stats_[index].peak_allocated = stats_[index].allocated;
+  void reset_peak(int index) { pool_.reset_peak(index); }
+
+  /// A new private pool (for a CUDA graph; see BlockPool).
+  uint64_t create_pool() { return pool_.create_pool(); }
+  /// Serves every allocation on `stream` of `device` from private pool `pool` until end_routing().
+  void route_to_pool(int device, cudaStream_t stream, uint64_t pool) {
+    pool_.route_to_pool(device, stream_key(stream), pool);
   }
+  /// Ends route_to_pool() for `stream` of `device`.
+  void end_routing(int device, cudaStream_t stream) { pool_.end_routing(device, stream_key(stream)); }
+  /// Frees the cached blocks of private pool `pool` and forgets it.
+  void drop_pool(uint64_t pool) { pool_.drop_pool(pool); }
 
  private:
-  struct Block {
-    size_t size;
-    int device;
-    cudaStream_t stream;
-  };
-  struct PoolKey {
-    int device;
-    cudaStream_t stream;
-    bool small;
-    bool operator<(const PoolKey& o) const {
-      if (device != o.device) return device < o.device;
-      if (stream != o.stream) return reinterpret_cast<uintptr_t>(stream) < reinterpret_cast<uintptr_t>(o.stream);
-      return small < o.small;
-    }
-  };
+  static uintptr_t stream_key(cudaStream_t s) { return reinterpret_cast<uintptr_t>(s); }
 
-  void count_allocated(int dev, size_t size) {
-    MemoryStats& s = stats_[dev];
-    s.allocated += size;
-    if (s.allocated > s.peak_allocated) s.peak_allocated = s.allocated;
+  // cudaMalloc / cudaFree / cudaStreamSynchronize for the block pool; out-of-memory is reported as nullptr
+  static RawMemory cuda_memory() {
+    return RawMemory{
+        [](size_t bytes, int device) -> void* {
+          DeviceGuard guard(device);
+          void* p = nullptr;
+          const cudaError_t e = cudaMalloc(&p, bytes);
+          if (e == cudaErrorMemoryAllocation) {
+            (void)cudaGetLastError();
+            return nullptr;
+          }
+          TORCHLET_CUDA_CHECK(e);
+          return p;
+        },
+        [](void* p, size_t, int device) {
+          DeviceGuard guard(device);
+          (void)cudaFree(p);
+        },
+        [](int device, uintptr_t stream) {
+          DeviceGuard guard(device);
+          // blocks may still be read by queued work on their stream
+          (void)cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(stream));
+        }};
   }
 
-  // cudaMalloc on a miss; on out-of-memory frees this device's cache and tries once more.
-  void* malloc_block(size_t size, int dev, cudaStream_t stream) {
-    DeviceGuard guard(dev);
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();
-      std::lock_guard<std::mutex> lock(mutex_);
-      free_cached(dev);
-      e = cudaMalloc(&p, size);
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      const MemoryStats s = stats_[dev];
-      TORCHLET_THROW(DeviceError, "[CUDA caching allocator] out of memory allocating ", size, " bytes on cuda:", dev,
-                     " (", cudaGetErrorString(e), "; allocated ", s.allocated, " bytes, reserved ", s.reserved,
-                     " bytes)");
-    }
-    live_[p] = Block{size, dev, stream};
-    ++stats_[dev].cuda_mallocs;
-    stats_[dev].reserved += size;
-    count_allocated(dev, size);
-    return p;
-  }
-
-  // The deleter of every block: back to its pool.
-  void release(void* p) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = live_.find(p);
-    if (it == live_.end()) return;
-    const Block b = it->second;
-    live_.erase(it);
-    stats_[b.device].allocated -= b.size;
-    pools_[PoolKey{b.device, b.stream, b.size <= kSmallLimit}].emplace(b.size, p);
-  }
-
-  // cudaFree of the cached blocks of `dev` (all devices when negative); the mutex is held by the caller.
-  void free_cached(int dev) {
-    for (auto& [key, pool] : pools_) {
-      if (dev >= 0 && key.device != dev) continue;
-      DeviceGuard guard(key.device);
-      // blocks may still be read by queued work on their stream
-      if (!pool.empty()) (void)cudaStreamSynchronize(key.stream);
-      for (auto& [size, p] : pool) {
-        (void)cudaFree(p);
-        stats_[key.device].reserved -= size;
-      }
-      pool.clear();
-    }
-  }
-
-  mutable std::mutex mutex_;
-  std::map<PoolKey, std::multimap<size_t, void*>> pools_;
-  std::unordered_map<void*, Block> live_;
-  std::map<int, MemoryStats> stats_;
+  BlockPool pool_;
 };
 
 /// The process's caching allocator (never destroyed: blocks may be released after main returns).

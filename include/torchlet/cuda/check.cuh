@@ -29,8 +29,18 @@ inline const char* cublas_status_name(cublasStatus_t s) {
 
 namespace detail {
 /// Raises DeviceError for a failed CUDA runtime call (the sticky error is cleared when it can be).
+/// Errors of a stream capture (CUDA graphs) say so: a host synchronisation ends the capture.
 inline void raise_cuda(cudaError_t e, const char* call, const char* file, int line) {
   (void)cudaGetLastError();
+  if (e == cudaErrorStreamCaptureUnsupported)
+    TORCHLET_THROW(DeviceError, "[cuda graph] ", call, " synchronises with the host during capture: ",
+                   cudaGetErrorString(e), " (", cudaGetErrorName(e), ") at ", file, ":", line);
+  if (e == cudaErrorStreamCaptureInvalidated || e == cudaErrorStreamCaptureImplicit ||
+      e == cudaErrorStreamCaptureUnjoined || e == cudaErrorStreamCaptureIsolation ||
+      e == cudaErrorStreamCaptureUnmatched || e == cudaErrorStreamCaptureMerge ||
+      e == cudaErrorStreamCaptureWrongThread)
+    TORCHLET_THROW(DeviceError, "[cuda graph] ", call, " failed during capture: ", cudaGetErrorString(e), " (",
+                   cudaGetErrorName(e), ") at ", file, ":", line);
   TORCHLET_THROW(DeviceError, "[cuda] ", call, " failed: ", cudaGetErrorString(e), " (", cudaGetErrorName(e),
                  ") at ", file, ":", line);
 }
