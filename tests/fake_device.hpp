@@ -154,6 +154,12 @@ class FakeKernels final : public DeviceKernels {
   }
   void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta) override {
     ++calls["matmul"];
+    if (out.dtype() == kFloat16 || out.dtype() == kBFloat16) {  // in float32, rounded once, as the CPU op does
+      ++calls["matmul_16bit"];
+      const Tensor acc = host_view(out).to(kFloat32);
+      cpu::matmul_into(acc, host_view(a).to(kFloat32), host_view(b).to(kFloat32), alpha, beta);
+      return put(out, acc.to(out.dtype()));
+    }
     cpu::matmul_into(host_view(out), host_view(a), host_view(b), alpha, beta);
   }
   void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) override {
@@ -172,37 +178,77 @@ class FakeKernels final : public DeviceKernels {
   static const T* ptr_or_null(const Tensor& t) {
     return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
   }
+  // A conv operand as the CPU kernels take it: the layout the shape names checked, then a contiguous NCHW host
+  // copy in the compute dtype (float32 for 16-bit), counting the 16-bit and channels-last calls.
+  Tensor conv_operand(const Tensor& t, const Conv2dShape& s) {
+    if (!t.defined()) return t;
+    if (s.channels_last && t.dim() == 4) REQUIRE(t.is_contiguous(MemoryFormat::ChannelsLast));
+    else REQUIRE(t.is_contiguous());
+    const Tensor h = host_view(t);
+    const bool half16 = t.dtype() == kFloat16 || t.dtype() == kBFloat16;
+    return (half16 ? h.to(kFloat32) : h).contiguous();
+  }
+  // Counts the layout and dtype of one conv call.
+  void count_conv(const Conv2dShape& s, DType t) {
+    if (s.channels_last) ++calls["conv2d_nhwc"];
+    if (t == kFloat16 || t == kBFloat16) ++calls["conv2d_16bit"];
+  }
+  // A new contiguous NCHW result of `like`'s shape in the compute dtype.
+  static Tensor conv_result(const Tensor& like) {
+    const DType t = like.dtype() == kFloat16 || like.dtype() == kBFloat16 ? kFloat32 : like.dtype();
+    return empty(like.sizes(), t);
+  }
+  // Writes a compute-dtype result into the device output (rounded once for 16-bit, in the output's layout).
+  static void put_result(const Tensor& out, const Tensor& r) { put(out, r.to(out.dtype())); }
   void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                       const Conv2dShape& s) override {
     ++calls["conv2d_forward"];
-    REQUIRE((x.is_contiguous() && w.is_contiguous() && out.is_contiguous()));
-    detail::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+    count_conv(s, x.dtype());
+    const Tensor xc = conv_operand(x, s), wc = conv_operand(w, s), bc = conv_operand(bias, s);
+    conv_operand(out, s);
+    const Tensor r = conv_result(out);
+    detail::dispatch_floating(xc.dtype(), "conv2d", [&]<class T>() {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-        cpu::conv2d_forward<T>(geometry(s), ptr_or_null<T>(x), ptr_or_null<T>(w), ptr_or_null<T>(bias),
-                               static_cast<T*>(out.data_ptr()));
-      else FAIL("conv2d on the device gets float32 or float64");
+        cpu::conv2d_forward<T>(geometry(s), ptr_or_null<T>(xc), ptr_or_null<T>(wc), ptr_or_null<T>(bc),
+                               static_cast<T*>(r.data_ptr()));
+      else FAIL("conv2d compute dtype");
     });
+    put_result(out, r);
   }
   void conv2d_backward_input(const Tensor& gi, const Tensor& go, const Tensor& w, const Conv2dShape& s) override {
     ++calls["conv2d_backward_input"];
-    detail::dispatch_floating(w.dtype(), "conv2d", [&]<class T>() {
+    count_conv(s, w.dtype());
+    const Tensor goc = conv_operand(go, s), wc = conv_operand(w, s);
+    conv_operand(gi, s);
+    const Tensor r = conv_result(gi);
+    detail::dispatch_floating(wc.dtype(), "conv2d", [&]<class T>() {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-        cpu::conv2d_backward_input<T>(geometry(s), ptr_or_null<T>(go), ptr_or_null<T>(w), static_cast<T*>(gi.data_ptr()));
+        cpu::conv2d_backward_input<T>(geometry(s), ptr_or_null<T>(goc), ptr_or_null<T>(wc), static_cast<T*>(r.data_ptr()));
     });
+    put_result(gi, r);
   }
   void conv2d_backward_weight(const Tensor& gw, const Tensor& go, const Tensor& x, const Conv2dShape& s) override {
     ++calls["conv2d_backward_weight"];
-    detail::dispatch_floating(x.dtype(), "conv2d", [&]<class T>() {
+    count_conv(s, x.dtype());
+    const Tensor goc = conv_operand(go, s), xc = conv_operand(x, s);
+    conv_operand(gw, s);
+    const Tensor r = conv_result(gw);
+    detail::dispatch_floating(xc.dtype(), "conv2d", [&]<class T>() {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-        cpu::conv2d_backward_weight<T>(geometry(s), ptr_or_null<T>(go), ptr_or_null<T>(x), static_cast<T*>(gw.data_ptr()));
+        cpu::conv2d_backward_weight<T>(geometry(s), ptr_or_null<T>(goc), ptr_or_null<T>(xc), static_cast<T*>(r.data_ptr()));
     });
+    put_result(gw, r);
   }
   void conv2d_backward_bias(const Tensor& gb, const Tensor& go, const Conv2dShape& s) override {
     ++calls["conv2d_backward_bias"];
-    detail::dispatch_floating(go.dtype(), "conv2d", [&]<class T>() {
+    count_conv(s, go.dtype());
+    const Tensor goc = conv_operand(go, s);
+    const Tensor r = conv_result(gb);
+    detail::dispatch_floating(goc.dtype(), "conv2d", [&]<class T>() {
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-        cpu::conv2d_backward_bias<T>(geometry(s), ptr_or_null<T>(go), static_cast<T*>(gb.data_ptr()));
+        cpu::conv2d_backward_bias<T>(geometry(s), ptr_or_null<T>(goc), static_cast<T*>(r.data_ptr()));
     });
+    put_result(gb, r);
   }
   // ---- normalization, pooling, losses: the CPU kernels on host views ----
   static std::vector<double> host_values(const Tensor& t) {
@@ -308,6 +354,33 @@ class FakeKernels final : public DeviceKernels {
     optim::SGD sgd(std::vector<Tensor>{zeros({1})}, opts);  // update() uses only its arguments
     sgd.update(host_view(param), host_view(grad), state, opts);
     if (first && buffer.defined()) put(buffer, state->momentum_buffer);
+  }
+  void sgd_steps(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                 const std::vector<Tensor>& buffers, const std::vector<bool>& firsts,
+                 const SGDStepOptions& o) override {
+    ++calls["sgd_steps"];
+    REQUIRE((grads.size() == params.size() && buffers.size() == params.size() && firsts.size() == params.size()));
+    for (size_t i = 0; i < params.size(); ++i) sgd_step(params[i], grads[i], buffers[i], firsts[i], o);
+  }
+  void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                 const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                 const std::vector<Tensor>& max_exp_avg_sqs, const std::vector<double>& steps,
+                 const AdamStepOptions& o) override {
+    ++calls["adam_step"];
+    const size_t n = params.size();
+    REQUIRE((grads.size() == n && exp_avgs.size() == n && exp_avg_sqs.size() == n && max_exp_avg_sqs.size() == n &&
+             steps.size() == n));
+    // the CPU's Adam on host views, its step counter set one below the step to take
+    const optim::AdamOptions opts{o.lr, {o.beta1, o.beta2}, o.eps, o.weight_decay, o.amsgrad, o.maximize};
+    for (size_t i = 0; i < n; ++i) {
+      ++calls["adam_tensor"];
+      CHECK(params[i].dtype() == params[0].dtype());
+      std::optional<optim::AdamState> state =
+          optim::AdamState{full({}, steps[i] - 1, kFloat32), host_view(exp_avgs[i]), host_view(exp_avg_sqs[i]),
+                           o.amsgrad ? host_view(max_exp_avg_sqs[i]) : Tensor()};
+      optim::detail::adam_update(o.decoupled ? "AdamW" : "Adam", host_view(params[i]), host_view(grads[i]), state,
+                                 opts, o.decoupled);
+    }
   }
 };
 

@@ -69,6 +69,18 @@ struct SGDStepOptions {
   bool maximize = false;     ///< Ascend instead of descend.
 };
 
+/// Options of one Adam or AdamW step (torch.optim.Adam's / AdamW's, without the learning-rate schedule).
+struct AdamStepOptions {
+  double lr = 1e-3;            ///< Learning rate.
+  double beta1 = 0.9;          ///< Decay rate of the first moment.
+  double beta2 = 0.999;        ///< Decay rate of the second moment.
+  double eps = 1e-8;           ///< Added to the denominator.
+  double weight_decay = 0;     ///< L2 penalty (Adam) or decoupled decay (AdamW, `decoupled`).
+  bool amsgrad = false;        ///< Keep and use the maximum of past second moments.
+  bool maximize = false;       ///< Ascend instead of descend.
+  bool decoupled = false;      ///< AdamW: param *= 1 - lr * weight_decay instead of adding it to the gradient.
+};
+
 /// The geometry of a batched 2-D convolution (all sizes already checked by the op layer).
 struct Conv2dShape {
   int64_t batch = 1, in_channels = 1, in_h = 1, in_w = 1;  ///< input [N, C, H, W]
@@ -76,6 +88,7 @@ struct Conv2dShape {
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
   int64_t groups = 1;                                       ///< channel groups
   int64_t out_h = 1, out_w = 1;                             ///< output [N, Cout, Ho, Wo]
+  bool channels_last = false;  ///< x, w, out and their gradients are channels-last (NHWC) instead of NCHW
 };
 
 /// The kind of a 2-D pooling.
@@ -138,13 +151,15 @@ class DeviceKernels {
 
   // ---- linear algebra and activations ----
   /// out [..., M, N] (contiguous) = alpha * a [..., M, K] @ b [..., K, N] + beta * out; a, b (any strides,
-  /// batch dims broadcast) have out's dtype (float32 for 16-bit inputs, which the op layer converts).
+  /// batch dims broadcast) have out's dtype: float32, float64, or float16 / bfloat16 as they are (products
+  /// accumulated in float32 and the result rounded once to out's dtype, as PyTorch's CUDA matmul does).
   virtual void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha,
                       const Scalar& beta) = 0;
   /// softmax or log_softmax of floating x along `dim` into contiguous out of x's dtype.
   virtual void softmax(const Tensor& out, const Tensor& x, int64_t dim, bool log) = 0;
 
-  // ---- convolution: contiguous NCHW tensors of one floating dtype (float32 for 16-bit inputs) ----
+  // ---- convolution: tensors of one floating dtype (float16 / bfloat16 as they are, computed in float32), all
+  // contiguous NCHW, or all channels-last (NHWC strides) when shape.channels_last; biases contiguous ----
   /// out [N, Cout, Ho, Wo] = conv2d(x [N, C, H, W], w) + bias [Cout] (when defined).
   virtual void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                               const Conv2dShape& shape) = 0;
@@ -214,6 +229,21 @@ class DeviceKernels {
   /// `first` means the buffer holds nothing yet (it is set to the direction, as PyTorch clones it).
   virtual void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, bool first,
                         const SGDStepOptions& options) = 0;
+  /// One SGD step in place over lists of tensors (one entry per parameter, all of one dtype on this device):
+  /// for each i, as sgd_step(params[i], grads[i], momentum_buffers[i], firsts[i], options), in as few launches
+  /// as the device allows (a multi-tensor kernel on CUDA); momentum_buffers holds undefined tensors when
+  /// momentum is 0.
+  virtual void sgd_steps(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                         const std::vector<Tensor>& momentum_buffers, const std::vector<bool>& firsts,
+                         const SGDStepOptions& options) = 0;
+  /// One Adam / AdamW step in place over lists of tensors (one entry per parameter, all of one dtype on this
+  /// device; max_exp_avg_sqs is used only with amsgrad). steps[i] is parameter i's step count after this step
+  /// (1 on the first), from which the bias corrections come; PyTorch 1.13's single-tensor formulas, element for
+  /// element, in float32 math for 16-bit params.
+  virtual void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                         const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                         const std::vector<Tensor>& max_exp_avg_sqs, const std::vector<double>& steps,
+                         const AdamStepOptions& options) = 0;
 };
 
 namespace detail {

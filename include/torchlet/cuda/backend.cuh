@@ -12,6 +12,7 @@
 #include "torchlet/cuda/elementwise.cuh"
 #include "torchlet/cuda/loss.cuh"
 #include "torchlet/cuda/pooling.cuh"
+#include "torchlet/cuda/optimizer.cuh"
 #include "torchlet/cuda/reduce.cuh"
 #include "torchlet/cuda/softmax.cuh"
 
@@ -99,6 +100,18 @@ class CudaKernels final : public DeviceKernels {
   void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, bool first,
                 const SGDStepOptions& options) override {
     cuda::sgd_step(param, grad, momentum_buffer, first, options);
+  }
+  // ---- multi-tensor optimizer steps (cuda/optimizer.cuh) ----
+  void sgd_steps(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                 const std::vector<Tensor>& momentum_buffers, const std::vector<bool>& firsts,
+                 const SGDStepOptions& options) override {
+    cuda::sgd_steps(params, grads, momentum_buffers, firsts, options);
+  }
+  void adam_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                 const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                 const std::vector<Tensor>& max_exp_avg_sqs, const std::vector<double>& steps,
+                 const AdamStepOptions& options) override {
+    cuda::adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, options);
   }
 };
 

@@ -3,7 +3,8 @@
 /// through cublasGemmStridedBatchedEx, one cuBLAS handle per device and stream. Operands with a unit stride in one
 /// of their last two dims are used in place (transposed ones as such); batch dims that do not flatten to one
 /// stride are made contiguous first. float32 runs in full fp32 unless allow_tf32() is set (like
-/// torch.backends.cuda.matmul.allow_tf32, off by default); float64 in fp64. Compiled by nvcc only.
+/// torch.backends.cuda.matmul.allow_tf32, off by default); float64 in fp64; float16 / bfloat16 in and out with
+/// float32 accumulation (CUBLAS_COMPUTE_32F, tensor cores). Compiled by nvcc only.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -91,11 +92,12 @@ inline GemmOperand gemm_operand(const Tensor& t) {
 }
 }  // namespace detail
 
-/// out = alpha * a @ b + beta * out for float32 / float64 stacks (batch dims of a and b broadcast to out's).
+/// out = alpha * a @ b + beta * out for float32 / float64 / float16 / bfloat16 stacks (batch dims of a and b broadcast to out's).
 inline void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha, const Scalar& beta) {
   const DType t = out.dtype();
-  TORCHLET_CHECK(t == kFloat32 || t == kFloat64, DTypeError, "[matmul] the cuda backend multiplies float32 and "
-                 "float64 (16-bit inputs are computed in float32), got ", t);
+  const bool half16 = t == kFloat16 || t == kBFloat16;
+  TORCHLET_CHECK(t == kFloat32 || t == kFloat64 || half16, DTypeError, "[matmul] the cuda backend multiplies "
+                 "float32, float64, float16 and bfloat16, got ", t);
   TORCHLET_CHECK(out.is_contiguous(), ValueError, "[matmul] the cuda output must be contiguous");
   const int64_t M = out.size(-2), N = out.size(-1), K = a.size(-1);
   const int64_t batch = M * N == 0 ? 0 : out.numel() / (M * N);
@@ -120,7 +122,15 @@ inline void matmul(const Tensor& out, const Tensor& a, const Tensor& b, const Sc
     }
     return;
   }
-  if (t == kFloat32) {
+  if (half16) {  // 16-bit in and out on tensor cores, accumulated in float32 (alpha and beta are float32)
+    const cudaDataType_t dt = t == kFloat16 ? CUDA_R_16F : CUDA_R_16BF;
+    const float al = alpha.to<float>(), be = beta.to<float>();
+    TORCHLET_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        h, opB, opA, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &al, B.ptr, dt,
+        static_cast<int>(B.ld), B.batch_stride, A.ptr, dt, static_cast<int>(A.ld), A.batch_stride, &be,
+        out.data_ptr(), dt, static_cast<int>(N), M * N, static_cast<int>(batch), CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT));
+  } else if (t == kFloat32) {
     const float al = alpha.to<float>(), be = beta.to<float>();
     const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     TORCHLET_CUBLAS_CHECK(cublasGemmStridedBatchedEx(

@@ -1,6 +1,7 @@
 #pragma once
-/// \file conv2d on cuDNN: forward, backward data and backward filter for contiguous NCHW float32 / float64
-/// tensors, with groups, stride, padding and dilation. The algorithm of each (direction, shape, dtype, math) is
+/// \file conv2d on cuDNN: forward, backward data and backward filter for float32 / float64 / float16 / bfloat16
+/// tensors, all contiguous NCHW or all channels-last (NHWC, Conv2dShape::channels_last), with groups, stride,
+/// padding and dilation. 16-bit tensors run as they are with float32 compute (tensor cores). The algorithm of each (direction, shape, dtype, math) is
 /// chosen once by cuDNN's benchmark (cudnnFind*, like torch.backends.cudnn.benchmark) and cached; workspaces come
 /// from the caching allocator. float32 may use TF32 unless cudnn_allow_tf32() is false (PyTorch's
 /// torch.backends.cudnn.allow_tf32, on by default). Compiled by nvcc only.
@@ -41,6 +42,16 @@ inline cudnnHandle_t cudnn_handle(int device, cudaStream_t stream) {
 }
 
 namespace detail {
+/// cuDNN's data type of a floating dtype.
+inline cudnnDataType_t cudnn_data_type(DType t) {
+  switch (t) {
+    case DType::Float64: return CUDNN_DATA_DOUBLE;
+    case DType::Float16: return CUDNN_DATA_HALF;
+    case DType::BFloat16: return CUDNN_DATA_BFLOAT16;
+    default: return CUDNN_DATA_FLOAT;
+  }
+}
+
 /// The descriptors of one convolution, destroyed with it.
 struct ConvDescriptors {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
@@ -48,24 +59,27 @@ struct ConvDescriptors {
   cudnnConvolutionDescriptor_t conv = nullptr;
 
   ConvDescriptors(const Conv2dShape& g, DType t) {
-    const cudnnDataType_t dt = t == kFloat64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+    const cudnnDataType_t dt = cudnn_data_type(t);
+    // 16-bit data computes in float32; float32 and float64 in themselves
+    const cudnnDataType_t compute = t == kFloat64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+    const cudnnTensorFormat_t format = g.channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
     TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
     TORCHLET_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
     TORCHLET_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, dt, int(g.batch), int(g.in_channels),
+    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, format, dt, int(g.batch), int(g.in_channels),
                                                     int(g.in_h), int(g.in_w)));
-    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, dt, int(g.batch), int(g.out_channels),
+    TORCHLET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, format, dt, int(g.batch), int(g.out_channels),
                                                     int(g.out_h), int(g.out_w)));
-    TORCHLET_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, CUDNN_TENSOR_NCHW, int(g.out_channels),
+    TORCHLET_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, dt, format, int(g.out_channels),
                                                     int(g.in_channels / g.groups), int(g.kernel_h),
                                                     int(g.kernel_w)));
     TORCHLET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, int(g.pad_h), int(g.pad_w), int(g.stride_h),
                                                          int(g.stride_w), int(g.dilation_h), int(g.dilation_w),
-                                                         CUDNN_CROSS_CORRELATION, dt));
+                                                         CUDNN_CROSS_CORRELATION, compute));
     TORCHLET_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, int(g.groups)));
-    const bool tf32 = t == kFloat32 && cudnn_allow_tf32();
-    TORCHLET_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    const bool tensor_ops = (t == kFloat32 && cudnn_allow_tf32()) || t == kFloat16 || t == kBFloat16;
+    TORCHLET_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
   }
   ~ConvDescriptors() {
     cudnnDestroyConvolutionDescriptor(conv);
@@ -81,10 +95,10 @@ struct ConvDescriptors {
 enum class ConvPass { Forward, BackwardData, BackwardFilter };
 
 /// The cache key of an algorithm choice.
-using ConvKey = std::tuple<int, int, int, bool, std::vector<int64_t>>;
+using ConvKey = std::tuple<int, int, int, bool, bool, std::vector<int64_t>>;
 
 inline ConvKey conv_key(ConvPass pass, const Conv2dShape& g, DType t, int device) {
-  return {static_cast<int>(pass), static_cast<int>(t), device, t == kFloat32 && cudnn_allow_tf32(),
+  return {static_cast<int>(pass), static_cast<int>(t), device, t == kFloat32 && cudnn_allow_tf32(), g.channels_last,
           std::vector<int64_t>{g.batch, g.in_channels, g.in_h, g.in_w, g.out_channels, g.kernel_h, g.kernel_w,
                                g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups}};
 }
@@ -148,13 +162,13 @@ inline ConvChoice choose(ConvPass pass, const Conv2dShape& g, DType t, int devic
 }
 
 inline void check_conv_dtype(DType t) {
-  TORCHLET_CHECK(t == kFloat32 || t == kFloat64, DTypeError, "[conv2d] the cuda backend convolves float32 and "
-                 "float64 (16-bit inputs are computed in float32), got ", t);
+  TORCHLET_CHECK(t == kFloat32 || t == kFloat64 || t == kFloat16 || t == kBFloat16, DTypeError,
+                 "[conv2d] the cuda backend convolves float32, float64, float16 and bfloat16, got ", t);
 }
 
 /// What every cuDNN call of one convolution needs: the dtype checked, its device made current, the cuDNN handle
 /// on the device's current stream, the descriptors, and the scaling factors 1 and 0 in the type cuDNN reads for
-/// the dtype (double for float64, float otherwise).
+/// the dtype (double for float64, float otherwise, 16-bit included).
 struct ConvContext {
   ConvContext(const Conv2dShape& shape, const Tensor& like)
       : g(shape), dtype((check_conv_dtype(like.dtype()), like.dtype())), device(like.device()),
@@ -184,8 +198,8 @@ struct ConvAlgorithm {
 struct ChannelDescriptor {
   ChannelDescriptor(int64_t channels, DType t) {
     TORCHLET_CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc));
-    const cudnnStatus_t s = cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, t == kFloat64 ? CUDNN_DATA_DOUBLE
-                                                       : CUDNN_DATA_FLOAT, 1, int(channels), 1, 1);
+    const cudnnStatus_t s = cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, cudnn_data_type(t), 1,
+                                                       int(channels), 1, 1);
     if (s != CUDNN_STATUS_SUCCESS) cudnnDestroyTensorDescriptor(desc);
     TORCHLET_CUDNN_CHECK(s);
   }
@@ -196,7 +210,8 @@ struct ChannelDescriptor {
 };
 }  // namespace detail
 
-/// out [N, Cout, Ho, Wo] = conv2d(x [N, C, H, W], w) (+ bias [Cout] if defined); all contiguous NCHW, one dtype.
+/// out [N, Cout, Ho, Wo] = conv2d(x [N, C, H, W], w) (+ bias [Cout] if defined); one dtype, x, w and out all
+/// contiguous NCHW or all channels-last (g.channels_last).
 inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                            const Conv2dShape& g) {
   const detail::ConvContext c(g, x);
@@ -211,7 +226,7 @@ inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& w, 
   }
 }
 
-/// grad_in [N, C, H, W] = the input gradient of conv2d for grad_out and w (contiguous NCHW).
+/// grad_in [N, C, H, W] = the input gradient of conv2d for grad_out and w (all NCHW or all channels-last).
 inline void conv2d_backward_input(const Tensor& grad_in, const Tensor& grad_out, const Tensor& w,
                                   const Conv2dShape& g) {
   const detail::ConvContext c(g, w);
@@ -222,7 +237,8 @@ inline void conv2d_backward_input(const Tensor& grad_in, const Tensor& grad_out,
                                                     grad_in.data_ptr()));
 }
 
-/// grad_w [Cout, C/groups, kh, kw] = the weight gradient of conv2d for grad_out and x (contiguous NCHW).
+/// grad_w [Cout, C/groups, kh, kw] = the weight gradient of conv2d for grad_out and x (all NCHW or all
+/// channels-last).
 inline void conv2d_backward_weight(const Tensor& grad_w, const Tensor& grad_out, const Tensor& x,
                                    const Conv2dShape& g) {
   const detail::ConvContext c(g, x);

@@ -22,12 +22,14 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "torchlet/core/device.hpp"
 #include "torchlet/core/dtype.hpp"
 #include "torchlet/core/error.hpp"
 #include "torchlet/io/legacy.hpp"
@@ -36,6 +38,7 @@
 #include "torchlet/io/value.hpp"
 #include "torchlet/io/zip.hpp"
 #include "torchlet/tensor/storage.hpp"
+#include "torchlet/tensor/tensor.hpp"
 
 namespace torchlet {
 
@@ -49,6 +52,10 @@ struct LoadFileOptions {
   io::ZipLimits zip_limits = {};
   /// Limits on the pickle (size, depth, memo, total tensor bytes).
   io::UnpickleOptions unpickle = {};
+  /// Where the tensors go, like torch.load's map_location: unset or the CPU keeps them in host memory whatever
+  /// device the file names (a tensor saved from cuda:0 loads on the CPU, in a CPU-only build too); a device
+  /// copies each storage there once, so views and tied weights still share one storage.
+  std::optional<Device> map_location = std::nullopt;
 };
 
 /// What load() found in a file; pass a pointer to receive it (diagnostics, tests).
@@ -314,6 +321,39 @@ inline Value load_bytes(const std::shared_ptr<const uint8_t>& owner, bool owned,
   return v;
 }
 
+/// Moves every tensor of `v` to `device` (map_location), copying each storage once (`moved` maps a host storage's
+/// bytes to its device copy) so that tensors sharing a storage share one on the device.
+inline void load_map_location(Value& v, Device device, std::unordered_map<const void*, Storage>& moved) {
+  if (v.is_tensor()) {
+    const Tensor t = v.as_tensor();
+    if (!t.defined() || t.device() == device) return;
+    const Storage& host = t.storage();
+    const auto nbytes = static_cast<int64_t>(host.nbytes());
+    Storage dev;
+    if (auto it = moved.find(host.data()); nbytes > 0 && it != moved.end() && it->second.nbytes() == host.nbytes()) {
+      dev = it->second;
+    } else {
+      dev = Tensor(host, kUInt8, Shape{nbytes}, Shape{1}, 0).to(device).storage();
+      if (nbytes > 0) moved[host.data()] = dev;
+    }
+    Tensor out(dev, t.dtype(), t.sizes(), t.strides(), t.storage_offset());
+    if (t.requires_grad()) out.requires_grad_();
+    v = Value(out);
+  } else if (v.is_list() || v.is_tuple()) {
+    for (Value& e : v.as_list()) load_map_location(e, device, moved);
+  } else if (v.is_dict()) {
+    for (auto& entry : v.as_dict()) load_map_location(entry.second, device, moved);
+  }
+}
+
+/// `v` with its tensors on options.map_location (unchanged without one, or for the CPU).
+inline Value load_to_device(Value v, const LoadFileOptions& options) {
+  if (options.map_location && !options.map_location->is_cpu()) {
+    std::unordered_map<const void*, Storage> moved;
+    load_map_location(v, *options.map_location, moved);
+  }
+  return v;
+}
 }  // namespace detail
 
 /// Reads a checkpoint file written by torch.save (zip or legacy format) into a Value tree; `info`, when given,
@@ -370,7 +410,7 @@ inline Value load(const std::string& path, const LoadFileOptions& options = {}, 
     owner = std::shared_ptr<const uint8_t>(buf, data);
     owned = true;
   }
-  return detail::load_bytes(owner, owned, size, path, options, info);
+  return detail::load_to_device(detail::load_bytes(owner, owned, size, path, options, info), options);
 }
 
 /// Reads a checkpoint held in memory (`name` is used in errors). With `options.mmap`, tensors borrow the bytes
@@ -380,7 +420,7 @@ inline Value load_from_bytes(std::vector<uint8_t> bytes, const LoadFileOptions& 
   auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
   const uint64_t size = buf->size();
   std::shared_ptr<const uint8_t> owner(buf, buf->data());
-  return detail::load_bytes(owner, false, size, name, options, info);
+  return detail::load_to_device(detail::load_bytes(owner, false, size, name, options, info), options);
 }
 
 }  // namespace torchlet

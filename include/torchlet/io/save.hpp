@@ -13,6 +13,12 @@
 /// same bytes (no timestamps, no random ids).
 ///
 /// save() writes atomically and durably (io/atomic_file.hpp): the previous file survives any failure.
+///
+/// Device tensors are copied to the CPU and recorded with location 'cpu', so the file is byte for byte the one
+/// their CPU copies give. PyTorch would record 'cuda:0' for a tensor on cuda:0; torchlet writes 'cpu' because the
+/// file then loads everywhere (torch.load on a machine without CUDA raises for 'cuda:0' unless given
+/// map_location), and where tensors go is the loader's choice (LoadFileOptions::map_location, torch.load's
+/// map_location).
 #include <bit>
 #include <cstdint>
 #include <string>

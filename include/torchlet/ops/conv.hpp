@@ -103,10 +103,10 @@ inline cpu::Conv2dGeometry conv2d_geometry(const Tensor& input, const Tensor& we
 /// The dtype conv2d computes in: float32 for float16 / bfloat16, the dtype itself otherwise.
 inline DType conv2d_compute_dtype(DType dt) { return (dt == kFloat16 || dt == kBFloat16) ? kFloat32 : dt; }
 
-/// The geometry as the device kernels take it.
-inline Conv2dShape conv2d_shape(const cpu::Conv2dGeometry& g) {
+/// The geometry as the device kernels take it, with the tensors' layout (NCHW, or NHWC when `channels_last`).
+inline Conv2dShape conv2d_shape(const cpu::Conv2dGeometry& g, bool channels_last = false) {
   return {g.batch, g.in_channels, g.in_h, g.in_w, g.out_channels, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w,
-          g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups, g.out_h, g.out_w};
+          g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups, g.out_h, g.out_w, channels_last};
 }
 
 /// conv2d without autograd (see torchlet::conv2d).
@@ -118,13 +118,14 @@ inline Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Te
   const int64_t cout = g.out_channels;
   // float16 / bfloat16 are computed in float32 and rounded back
   const DType compute = conv2d_compute_dtype(dt);
-  if (!input.is_cpu()) {  // the device computes NCHW; a channels-last input gets a channels-last output
-    const Tensor xc = x4.to(compute).contiguous(), wc = weight.to(compute).contiguous();
-    const Tensor bc = bias.defined() ? bias.to(compute).contiguous() : Tensor();
-    Tensor out = empty({g.batch, cout, g.out_h, g.out_w}, TensorOptions(compute, input.device()));
-    if (out.numel() > 0) device_kernels(input.device(), "conv2d").conv2d_forward(out, xc, wc, bc, conv2d_shape(g));
-    if (compute != dt) out = out.to(dt);
-    if (x4.suggest_memory_format() == MemoryFormat::ChannelsLast) out = out.contiguous(MemoryFormat::ChannelsLast);
+  if (!input.is_cpu()) {  // the device takes 16-bit as it is, and channels-last as it is: NHWC in, NHWC out
+    const MemoryFormat format = x4.suggest_memory_format();
+    const Tensor xc = x4.contiguous(format), wc = weight.contiguous(format);
+    const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+    Tensor out = empty({g.batch, cout, g.out_h, g.out_w}, TensorOptions(dt, input.device()), format);
+    if (out.numel() > 0)
+      device_kernels(input.device(), "conv2d")
+          .conv2d_forward(out, xc, wc, bc, conv2d_shape(g, format == MemoryFormat::ChannelsLast));
     return batched ? out : out.squeeze(0);
   }
   if (x4.suggest_memory_format() == MemoryFormat::ChannelsLast) {  // NHWC in, NHWC out
@@ -159,33 +160,37 @@ inline Tensor conv2d_forward(const Tensor& input, const Tensor& weight, const Te
 }
 
 /// Gradients of conv2d with geometry `g` for grad_out (the output's shape), computed only where need[i]
-/// (0: input, 1: weight, 2: bias; undefined tensors elsewhere), in the compute dtype (float32 for 16-bit floats).
+/// (0: input, 1: weight, 2: bias; undefined tensors elsewhere), in the compute dtype (float32 for 16-bit floats)
+/// on the CPU, in the weight's dtype on a device (and channels-last there when the input is).
 inline TensorList conv2d_backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight, bool has_bias,
                                   const cpu::Conv2dGeometry& g, const Needs& need) {
   const DType compute = conv2d_compute_dtype(weight.dtype());
   const bool batched = input.dim() == 4;
-  const Tensor go = (batched ? grad_out : grad_out.unsqueeze(0)).to(compute).contiguous();
   Tensor gi, gw, gb;
-  if (!weight.is_cpu()) {
+  if (!weight.is_cpu()) {  // in the weight's dtype, and channels-last throughout when the input is
+    const DType dt = weight.dtype();
+    const Tensor x4 = batched ? input : input.unsqueeze(0);
+    const MemoryFormat format = x4.suggest_memory_format();
+    const Conv2dShape shape = conv2d_shape(g, format == MemoryFormat::ChannelsLast);
+    const Tensor go = (batched ? grad_out : grad_out.unsqueeze(0)).to(dt).contiguous(format);
     DeviceKernels& k = device_kernels(weight.device(), "conv2d backward");
     if (need[0]) {
-      gi = empty({g.batch, g.in_channels, g.in_h, g.in_w}, TensorOptions(compute, weight.device()));
-      if (gi.numel() > 0) k.conv2d_backward_input(gi, go, weight.to(compute).contiguous(), conv2d_shape(g));
+      gi = empty({g.batch, g.in_channels, g.in_h, g.in_w}, TensorOptions(dt, weight.device()), format);
+      if (gi.numel() > 0) k.conv2d_backward_input(gi, go, weight.contiguous(format), shape);
       if (!batched) gi = gi.squeeze(0);
     }
     if (need[1]) {
-      gw = empty(weight.sizes(), TensorOptions(compute, weight.device()));
-      if (gw.numel() > 0)
-        k.conv2d_backward_weight(gw, go, (batched ? input : input.unsqueeze(0)).to(compute).contiguous(),
-                                 conv2d_shape(g));
+      gw = empty(weight.sizes(), TensorOptions(dt, weight.device()), format);
+      if (gw.numel() > 0) k.conv2d_backward_weight(gw, go, x4.contiguous(format), shape);
     }
     if (need.size() > 2 && need[2] && has_bias) {
-      gb = empty({g.out_channels}, TensorOptions(compute, weight.device()));
-      if (go.numel() > 0) k.conv2d_backward_bias(gb, go, conv2d_shape(g));
+      gb = empty({g.out_channels}, TensorOptions(dt, weight.device()));
+      if (go.numel() > 0) k.conv2d_backward_bias(gb, go, shape);
       else gb.zero_();
     }
     return TensorList{gi, gw, gb};
   }
+  const Tensor go = (batched ? grad_out : grad_out.unsqueeze(0)).to(compute).contiguous();
   if (need[0]) {
     const Tensor wc = weight.to(compute).contiguous();
     gi = empty({g.batch, g.in_channels, g.in_h, g.in_w}, TensorOptions(compute, input.device()));
@@ -217,7 +222,9 @@ inline TensorList conv2d_backward(const Tensor& grad_out, const Tensor& input, c
 /// 2-D convolution as torch.nn.functional.conv2d: input [N, C, H, W] (or unbatched [C, H, W]), weight
 /// [Cout, C/groups, kh, kw], optional bias [Cout] (pass an undefined Tensor for none). Output
 /// [N, Cout, Ho, Wo] with Ho = (H + 2 * pad - dilation * (kh - 1) - 1) / stride + 1 (likewise Wo), unbatched
-/// for unbatched input. Any layout is accepted; float16 and bfloat16 are computed in float32 and rounded.
+/// for unbatched input. Any layout is accepted; float16 and bfloat16 are computed in float32 and rounded (on a
+/// device the kernels take them as they are and compute in float32); a channels-last input gives a channels-last
+/// output, and on a device runs channels-last throughout (no NCHW copies), backward included.
 /// Differentiable in input, weight and bias; backward computes only the gradients that are needed, and nothing
 /// is recorded when none of them requires grad (a frozen convolution costs no backward work).
 inline Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = {},

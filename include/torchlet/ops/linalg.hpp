@@ -1,6 +1,7 @@
 #pragma once
 /// \file Matrix products with PyTorch's semantics: matmul (every rank combination, broadcast batch dims), mm,
-/// bmm, addmm, linear. float16/bfloat16 are computed in float32 and rounded back; integer dtypes are allowed
+/// bmm, addmm, linear. float16/bfloat16 are computed in float32 and rounded back (on a device the kernels take them
+/// as they are and accumulate in float32, as cuBLAS does on tensor cores); integer dtypes are allowed
 /// as on PyTorch's CPU; bool is not. All are differentiable (gradients of broadcast batch dims are summed back).
 #include <string>
 
@@ -25,13 +26,19 @@ inline void check_matmul_operands(const Tensor& a, const Tensor& b, const char* 
                  a.dtype());
 }
 
-/// The dtype the product is computed in: float32 for the 16-bit floats, the dtype itself otherwise.
+/// The dtype the product is computed in on the CPU: float32 for the 16-bit floats, the dtype itself otherwise.
 inline DType matmul_compute_dtype(DType t) { return t == kFloat16 || t == kBFloat16 ? kFloat32 : t; }
+/// The dtype a product of `t`'s dtype is handed to the kernels in: on the CPU matmul_compute_dtype(dtype); on a
+/// device the dtype itself (16-bit operands run natively, accumulating in float32, e.g. on tensor cores).
+inline DType matmul_compute_dtype(const Tensor& t) {
+  return t.is_cpu() ? matmul_compute_dtype(t.dtype()) : t.dtype();
+}
 
-/// out (contiguous, [..., M, N], the compute dtype) = alpha * a @ b + beta * out, converting 16-bit operands.
+/// out (contiguous, [..., M, N], the compute dtype) = alpha * a @ b + beta * out, converting 16-bit operands on
+/// the CPU.
 inline void matmul_compute(const Tensor& out, const Tensor& a, const Tensor& b, const Scalar& alpha,
                            const Scalar& beta) {
-  const DType ct = matmul_compute_dtype(a.dtype());
+  const DType ct = matmul_compute_dtype(a);
   const Tensor a2 = a.dtype() == ct ? a : a.to(ct), b2 = b.dtype() == ct ? b : b.to(ct);
   if (out.is_cpu()) cpu::matmul_into(out, a2, b2, alpha, beta);
   else if (out.numel() > 0) device_kernels(out.device(), "matmul").matmul(out, a2, b2, alpha, beta);
@@ -41,7 +48,7 @@ inline void matmul_compute(const Tensor& out, const Tensor& a, const Tensor& b, 
 inline Tensor mm_impl(const Tensor& a, const Tensor& b, const char* op) {
   TORCHLET_CHECK(a.size(1) == b.size(0), ShapeError, "[", op, "] mat1 and mat2 shapes cannot be multiplied (",
                  matrix_str(a.size(0), a.size(1)), " and ", matrix_str(b.size(0), b.size(1)), ")");
-  const DType ct = matmul_compute_dtype(a.dtype());
+  const DType ct = matmul_compute_dtype(a);
   Tensor out = empty({a.size(0), b.size(1)}, TensorOptions(ct, a.device()));
   matmul_compute(out, a, b, 1, 0);
   return ct == a.dtype() ? out : out.to(a.dtype());
@@ -64,7 +71,7 @@ inline Tensor bmm_forward(const Tensor& a, const Tensor& b) {
                  "[bmm] expected size for first two dimensions of batch2 tensor to be: [", a.size(0), ", ", a.size(2),
                  "], got [", b.size(0), ", ", b.size(1), "] (shapes ", shape_str(a.sizes()), " and ",
                  shape_str(b.sizes()), ")");
-  const DType ct = matmul_compute_dtype(a.dtype());
+  const DType ct = matmul_compute_dtype(a);
   Tensor out = empty({a.size(0), a.size(1), b.size(2)}, TensorOptions(ct, a.device()));
   matmul_compute(out, a, b, 1, 0);
   return ct == a.dtype() ? out : out.to(a.dtype());
@@ -76,7 +83,7 @@ inline Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   const int64_t da = a.dim(), db = b.dim();
   TORCHLET_CHECK(da >= 1 && db >= 1, ShapeError, "[matmul] both arguments to matmul need to be at least 1D, but they "
                  "are ", da, "D and ", db, "D");
-  const DType ct = matmul_compute_dtype(a.dtype());
+  const DType ct = matmul_compute_dtype(a);
   auto finish = [&](const Tensor& r) { return ct == a.dtype() ? r : r.to(a.dtype()); };
   if (da == 1 && db == 1) {
     TORCHLET_CHECK(a.size(0) == b.size(0), ShapeError, "[matmul] inconsistent tensor size: 1-D operands with ",
@@ -144,7 +151,7 @@ inline Tensor addmm_forward(const Tensor& c, const Tensor& a, const Tensor& b, c
   TORCHLET_CHECK(c.dim() <= 2 && broadcast_shapes(c.sizes(), out_sizes, "addmm") == out_sizes, ShapeError,
                  "[addmm] self of shape ", shape_str(c.sizes()), " does not broadcast to the product's shape ",
                  shape_str(out_sizes));
-  const DType ct = matmul_compute_dtype(a.dtype());
+  const DType ct = matmul_compute_dtype(a);
   Tensor out = empty(out_sizes, TensorOptions(ct, a.device()));
   const bool use_c = beta.is_floating_point() ? beta.to<double>() != 0 : beta.to<int64_t>() != 0;
   if (use_c) out.copy_(c.expand(out_sizes));
@@ -164,7 +171,7 @@ inline Tensor linear_forward(const Tensor& x, const Tensor& weight, const Tensor
                  matrix_str(nrows, in), " and ", matrix_str(weight.size(1), out_f), ")");
   Shape out_sizes(x.sizes().begin(), x.sizes().end() - 1);
   out_sizes.push_back(out_f);
-  const DType ct = matmul_compute_dtype(x.dtype());
+  const DType ct = matmul_compute_dtype(x);
   Tensor out = empty(out_sizes, TensorOptions(ct, x.device()));
   bool use_bias = false;
   if (bias.defined()) {

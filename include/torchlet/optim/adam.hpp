@@ -1,6 +1,7 @@
 #pragma once
 /// \file Adam and AdamW: PyTorch 1.13's torch.optim.Adam / AdamW (single-tensor path, amsgrad, maximize),
-/// state {'step': 0-dim float32 tensor, 'exp_avg', 'exp_avg_sq'[, 'max_exp_avg_sq']}.
+/// state {'step': 0-dim float32 tensor, 'exp_avg', 'exp_avg_sq'[, 'max_exp_avg_sq']}. Device parameters step
+/// through DeviceKernels::adam_step, one multi-tensor call per group, device and dtype; 'step' stays a CPU tensor.
 #include <cmath>
 
 #include "torchlet/optim/optimizer.hpp"
@@ -48,22 +49,66 @@ inline void validate_adam(const O& o) {
   TORCHLET_CHECK(o.weight_decay >= 0.0, ValueError, "Invalid weight_decay value: ", py_num(o.weight_decay));
 }
 
-/// One Adam (decoupled = false) or AdamW (decoupled = true) step of `p`, fused into one pass per parameter.
-template <class O>
-inline void adam_update(const char* name, const Tensor& p, const Tensor& g, std::optional<AdamState>& state,
-                        const O& o, bool decoupled) {
+/// Makes the state of `p` on its first step (moments on p's device, 'step' a 0-dim float32 CPU tensor as PyTorch
+/// 1.13 keeps it when not capturable), adds max_exp_avg_sq when amsgrad needs it, and counts the step: returns
+/// 'step' after `step_t += 1`, in double (the rest of the scalar math is in double, as Python does it).
+inline double adam_begin_step(const Tensor& p, std::optional<AdamState>& state, bool amsgrad) {
   if (!state) {
     state.emplace();
     state->step = zeros({}, kFloat32);
     state->exp_avg = zeros(p.sizes(), TensorOptions(p.dtype(), p.device()));
     state->exp_avg_sq = zeros(p.sizes(), TensorOptions(p.dtype(), p.device()));
   }
-  if (o.amsgrad && !state->max_exp_avg_sq.defined())
+  if (amsgrad && !state->max_exp_avg_sq.defined())
     state->max_exp_avg_sq = zeros(p.sizes(), TensorOptions(p.dtype(), p.device()));
-  // step_t += 1 (a float32 tensor); the rest of the scalar math is in double, as Python does it
   float* step_t = state->step.data<float>();
   *step_t += 1.0f;
-  const double step = static_cast<double>(*step_t);
+  return static_cast<double>(*step_t);
+}
+
+/// The device kernels' options for Adam (decoupled = false) or AdamW (decoupled = true) options `o`.
+template <class O>
+inline AdamStepOptions adam_step_options(const O& o, bool decoupled) {
+  return {o.lr, o.betas.first, o.betas.second, o.eps, o.weight_decay, o.amsgrad, o.maximize, decoupled};
+}
+
+/// One Adam/AdamW step of device parameters `ps` (grads `gs`): one multi-tensor adam_step call per device and
+/// dtype, the step counts kept on the CPU.
+template <class O>
+inline void adam_update_device(const char* name, const std::vector<Tensor>& ps, const std::vector<Tensor>& gs,
+                               const std::vector<std::optional<AdamState>*>& states, const O& o, bool decoupled) {
+  for (const auto& bucket : device_buckets(ps)) {
+    std::vector<Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs;
+    std::vector<double> steps;
+    for (size_t i : bucket) {
+      std::optional<AdamState>& state = *states[i];
+      const double step = adam_begin_step(ps[i], state, o.amsgrad);
+      torchlet::detail::op_device(name, ps[i], gs[i], state->exp_avg);
+      torchlet::detail::op_device(name, ps[i], state->exp_avg_sq, state->max_exp_avg_sq);
+      if (ps[i].numel() == 0) continue;
+      params.push_back(ps[i]);
+      grads.push_back(gs[i]);
+      exp_avgs.push_back(state->exp_avg);
+      exp_avg_sqs.push_back(state->exp_avg_sq);
+      max_exp_avg_sqs.push_back(o.amsgrad ? state->max_exp_avg_sq : Tensor());
+      steps.push_back(step);
+    }
+    if (params.empty()) continue;
+    device_kernels(params[0].device(), name)
+        .adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, adam_step_options(o, decoupled));
+  }
+}
+
+/// One Adam (decoupled = false) or AdamW (decoupled = true) step of `p`, fused into one pass per parameter
+/// (a device parameter goes through adam_update_device).
+template <class O>
+inline void adam_update(const char* name, const Tensor& p, const Tensor& g, std::optional<AdamState>& state,
+                        const O& o, bool decoupled) {
+  if (!p.is_cpu()) {
+    std::vector<std::optional<AdamState>*> states{&state};
+    return adam_update_device(name, {p}, {g}, states, o, decoupled);
+  }
+  const double step = adam_begin_step(p, state, o.amsgrad);
   const double beta1 = o.betas.first, beta2 = o.betas.second;
   const double bias_correction1 = 1 - std::pow(beta1, step);
   const double bias_correction2 = 1 - std::pow(beta2, step);
@@ -180,6 +225,11 @@ class Adam : public detail::OptimizerImpl<Adam, AdamOptions, AdamState> {
   void update(const Tensor& p, const Tensor& g, std::optional<AdamState>& state, const AdamOptions& o) {
     detail::adam_update(kName, p, g, state, o, false);
   }
+  /// One step of device parameters `ps`: one multi-tensor DeviceKernels::adam_step call per device and dtype.
+  void update_device(const std::vector<Tensor>& ps, const std::vector<Tensor>& gs,
+                     const std::vector<std::optional<AdamState>*>& states, const AdamOptions& o) {
+    detail::adam_update_device(kName, ps, gs, states, o, false);
+  }
   /// The state entry of one parameter.
   static Value state_to_value(const AdamState& s) { return detail::adam_state_to_value(s); }
   /// Reads the state entry of parameter `p`.
@@ -216,6 +266,11 @@ class AdamW : public detail::OptimizerImpl<AdamW, AdamWOptions, AdamState> {
   /// One step of parameter `p` with gradient `g`.
   void update(const Tensor& p, const Tensor& g, std::optional<AdamState>& state, const AdamWOptions& o) {
     detail::adam_update(kName, p, g, state, o, true);
+  }
+  /// One step of device parameters `ps`: one multi-tensor DeviceKernels::adam_step call per device and dtype.
+  void update_device(const std::vector<Tensor>& ps, const std::vector<Tensor>& gs,
+                     const std::vector<std::optional<AdamState>*>& states, const AdamWOptions& o) {
+    detail::adam_update_device(kName, ps, gs, states, o, true);
   }
   /// The state entry of one parameter.
   static Value state_to_value(const AdamState& s) { return detail::adam_state_to_value(s); }

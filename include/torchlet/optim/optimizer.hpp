@@ -147,6 +147,23 @@ void update_elements(const Body& body, const Ts&... ts) {
   });
 }
 
+/// The indices of `params` split by (device, dtype), in order of first appearance: the lists a device's
+/// multi-tensor optimizer kernels take in one call.
+inline std::vector<std::vector<size_t>> device_buckets(const std::vector<Tensor>& params) {
+  std::vector<std::vector<size_t>> buckets;
+  for (size_t i = 0; i < params.size(); ++i) {
+    bool placed = false;
+    for (auto& b : buckets)
+      if (params[b[0]].device() == params[i].device() && params[b[0]].dtype() == params[i].dtype()) {
+        b.push_back(i);
+        placed = true;
+        break;
+      }
+    if (!placed) buckets.push_back({i});
+  }
+  return buckets;
+}
+
 /// Rounds an intermediate result to T, as PyTorch does when every op writes a tensor of dtype T
 /// (a no-op for float and double).
 template <class T, class M>
@@ -169,7 +186,10 @@ inline M fmadd(M a, M b, M c) {
 /// Derived provides: kName; `static void fields(Opt&, F&&)`; `static void validate(const Opt&)`;
 /// `void update(const Tensor& p, const Tensor& grad, std::optional<State>& state, const Opt&)`;
 /// `static Value state_to_value(const State&)`; `static State state_from_value(const ValueRef&, const Tensor&,
-/// const Opt&)` (the ValueRef knows its path, e.g. "state.3", for error messages).
+/// const Opt&)` (the ValueRef knows its path, e.g. "state.3", for error messages); optionally
+/// `void update_device(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+/// const std::vector<std::optional<State>*>& states, const Opt&)`, which step() then calls once per group with
+/// the group's non-CPU parameters that have a gradient (update() gets the CPU ones).
 template <class Derived, class Opt, class State>
 class OptimizerImpl : public Optimizer {
  public:
@@ -191,7 +211,12 @@ class OptimizerImpl : public Optimizer {
   }
 
   void step() override {
+    // Derived may step its device parameters as lists (one multi-tensor call per group and device)
+    constexpr bool kHasDeviceUpdate =
+        requires(Derived& d, const std::vector<Tensor>& ts, const std::vector<std::optional<State>*>& st,
+                 const Opt& o) { d.update_device(ts, ts, st, o); };
     autograd::NoGradGuard no_grad;
+    std::vector<Tensor> device_params, device_grads;
     for (auto& group : groups_) {
       for (const Tensor& p : group.params) {
         const Tensor g = p.grad();
@@ -202,8 +227,24 @@ class OptimizerImpl : public Optimizer {
                        shape_str(g.sizes()), " for a parameter of shape ", shape_str(p.sizes()));
         TORCHLET_CHECK(g.device() == p.device(), DeviceError, "[", Derived::kName, "] the grad is on ", g.device(),
                        ", the parameter on ", p.device());
+        if constexpr (kHasDeviceUpdate) {
+          if (!p.is_cpu()) {  // device parameters go to the device in one list per group (below)
+            device_params.push_back(p);
+            device_grads.push_back(g);
+            continue;
+          }
+        }
         static_cast<Derived*>(this)->update(p, g, state_[&p.unsafe_impl()], group.options);
         p.storage().bump_version();
+      }
+      if constexpr (kHasDeviceUpdate) {
+        if (device_params.empty()) continue;
+        std::vector<std::optional<State>*> states;  // map values keep their addresses as the map grows
+        for (const Tensor& p : device_params) states.push_back(&state_[&p.unsafe_impl()]);
+        static_cast<Derived*>(this)->update_device(device_params, device_grads, states, group.options);
+        for (const Tensor& p : device_params) p.storage().bump_version();
+        device_params.clear();
+        device_grads.clear();
       }
     }
   }

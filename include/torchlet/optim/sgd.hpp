@@ -1,6 +1,7 @@
 #pragma once
 /// \file SGD with momentum, dampening, Nesterov momentum, weight decay and maximize: PyTorch 1.13's
-/// torch.optim.SGD (single-tensor path), state {'momentum_buffer': Tensor or None}.
+/// torch.optim.SGD (single-tensor path), state {'momentum_buffer': Tensor or None}. Device parameters step
+/// through DeviceKernels::sgd_steps, one multi-tensor call per group, device and dtype.
 #include "torchlet/optim/optimizer.hpp"
 
 namespace torchlet::optim {
@@ -101,6 +102,32 @@ class SGD : public detail::OptimizerImpl<SGD, SGDOptions, SGDState> {
           },
           p, g, state->momentum_buffer);
     });
+  }
+
+  /// One step of device parameters `ps` (grads `gs`): one multi-tensor sgd_steps call per device and dtype.
+  void update_device(const std::vector<Tensor>& ps, const std::vector<Tensor>& gs,
+                     const std::vector<std::optional<SGDState>*>& states, const SGDOptions& o) {
+    const bool use_momentum = o.momentum != 0;
+    for (const auto& bucket : detail::device_buckets(ps)) {
+      std::vector<Tensor> params, grads, buffers;
+      std::vector<bool> firsts;
+      for (size_t i : bucket) {
+        std::optional<SGDState>& state = *states[i];
+        if (!state) state.emplace();
+        const bool first = use_momentum && !state->momentum_buffer.defined();
+        if (first) state->momentum_buffer = empty(ps[i].sizes(), TensorOptions(ps[i].dtype(), ps[i].device()));
+        torchlet::detail::op_device(kName, ps[i], gs[i], state->momentum_buffer);
+        if (ps[i].numel() == 0) continue;
+        params.push_back(ps[i]);
+        grads.push_back(gs[i]);
+        buffers.push_back(use_momentum ? state->momentum_buffer : Tensor());
+        firsts.push_back(first);
+      }
+      if (params.empty()) continue;
+      device_kernels(params[0].device(), kName)
+          .sgd_steps(params, grads, buffers, firsts, {o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov,
+                                                      o.maximize});
+    }
   }
 
   /// {'momentum_buffer': Tensor or None}, as PyTorch 1.13 writes it.

@@ -32,8 +32,10 @@ inline Tensor full_like(const Tensor& t, const Scalar& value) {
   return full(t.sizes(), value, TensorOptions(t.dtype(), t.device()));
 }
 
-/// start, start+step, ... below `end` (above it for a negative step), in the given dtype.
+/// start, start+step, ... below `end` (above it for a negative step), in the given dtype. On a device the values
+/// are computed on the CPU and copied there (the same values as on the CPU).
 inline Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, TensorOptions options) {
+  if (!options.device.is_cpu()) return arange(start, end, step, TensorOptions(options.dtype, kCPU)).to(options.device);
   const double b = start.to<double>(), e = end.to<double>(), s = step.to<double>();
   TORCHLET_CHECK(s != 0, ValueError, "[arange] step must be nonzero");
   TORCHLET_CHECK((s > 0 && e >= b) || (s < 0 && e <= b), ValueError, "[arange] upper bound and larger bound "
@@ -62,7 +64,9 @@ inline Tensor arange(const Scalar& end) { return arange(0, end, 1); }
 
 /// `steps` evenly spaced values from start to end inclusive, computed in the dtype itself (double steps for
 /// integer dtypes) with PyTorch's symmetric formula: the first half counts up from start, the rest down from end.
+/// On a device the values are computed on the CPU and copied there (the same values as on the CPU).
 inline Tensor linspace(double start, double end, int64_t steps, TensorOptions options = {}) {
+  if (!options.device.is_cpu()) return linspace(start, end, steps, TensorOptions(options.dtype, kCPU)).to(options.device);
   TORCHLET_CHECK(steps >= 0, ValueError, "[linspace] number of steps must be non-negative, got ", steps);
   Tensor out = empty({steps}, options);
   detail::check_cpu(out, "linspace");

@@ -79,11 +79,11 @@ inline Generator& default_generator() {
 inline void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
 
 namespace detail {
-// Fills `t` (any layout) with values from `next()` in row-major order.
+// Fills `t` (any layout, any device) with values from `next()` in row-major order. A device tensor gets the values
+// drawn on the CPU with the CPU generator and copied over: the same values as a CPU tensor for the same seed.
 template <class Next>
 Tensor& fill_random(Tensor& t, const char* op, Next&& next) {
-  check_cpu(t, op);
-  Tensor buf = t.is_contiguous() ? t : empty(t.sizes(), t.dtype());
+  Tensor buf = t.is_cpu() && t.is_contiguous() ? t : empty(t.sizes(), t.dtype());
   dispatch_all(t.dtype(), op, [&]<class T>() {
     T* p = buf.data<T>();
     for (int64_t i = 0, n = buf.numel(); i < n; ++i) p[i] = convert<T>(next());
@@ -93,7 +93,8 @@ Tensor& fill_random(Tensor& t, const char* op, Next&& next) {
 }
 }  // namespace detail
 
-/// Fills `t` with uniform values in [low, high).
+/// Fills `t` with uniform values in [low, high). On a device, like every function here, the values are drawn on
+/// the CPU with the CPU generator and copied there, so a seed gives the same values on every device.
 inline Tensor& uniform_(Tensor& t, double low = 0, double high = 1, Generator& gen = default_generator()) {
   return detail::fill_random(t, "uniform_", [&] { return low + (high - low) * gen.uniform(); });
 }
