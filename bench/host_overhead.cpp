@@ -132,6 +132,15 @@ class NullKernels final : public DeviceKernels {
     ++launches;
   }
   void sgd_step(const Tensor&, const Tensor&, const Tensor&, bool, const SGDStepOptions&) override { ++launches; }
+  void sgd_steps(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
+                 const std::vector<bool>&, const SGDStepOptions&) override {
+    ++launches;
+  }
+  void adam_step(const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<Tensor>&,
+                 const std::vector<Tensor>&, const std::vector<Tensor>&, const std::vector<double>&,
+                 const AdamStepOptions&) override {
+    ++launches;
+  }
 };
 
 struct Row {
