@@ -2,9 +2,10 @@
 """ResNet-50 on the GPU, torchlet next to PyTorch eager in the same run (bench/gpu/run.sh calls it).
 
 1. Correctness: PyTorch saves a seeded ResNet-50 (BatchNorm statistics made non-trivial by train-mode forwards);
-   torchlet's `resnet_gpu --check` loads it on cuda:0 and writes eval logits for a fixed input, in fp32 and TF32,
-   NCHW and channels-last. They are compared with PyTorch's CPU float32 logits and with PyTorch's GPU logits in
-   the same precision (relative to the largest logit): fp32 within 1e-4, TF32 within 1e-2.
+   torchlet's `resnet_gpu --check` loads it on cuda:0 and writes eval logits for a fixed input, in fp32, TF32 and
+   bf16 autocast, NCHW and channels-last. They are compared with PyTorch's CPU float32 logits and with PyTorch's
+   GPU logits in the same precision (relative to the largest logit): fp32 within 1e-4, TF32 within 1e-2, bf16
+   within 1e-1.
 2. Speed: for each workload both sides run warm-up iterations, then a timed run measured with CUDA events
    (PyTorch: torch.backends.cudnn.benchmark = True, channels_last where the row says so, the same TF32 flags,
    bf16 through torch.autocast). The table gives images/s (batch-1 rows: latency) and torchlet / PyTorch.
@@ -187,12 +188,12 @@ def correctness(exe, tmp):
         cpu_logits = model(x)
     model.cuda()
     lines, failures = [], []
-    for precision, tol in (("fp32", 1e-4), ("tf32", 1e-2)):
+    for precision, tol in (("fp32", 1e-4), ("tf32", 1e-2), ("bf16", 1e-1)):
         for cl in (False, True):
             set_precision(precision)
             fmt = torch.channels_last if cl else torch.contiguous_format
-            with torch.no_grad():
-                torch_gpu = model.to(memory_format=fmt)(x.cuda().to(memory_format=fmt)).cpu()
+            with torch.no_grad(), autocast(precision):
+                torch_gpu = model.to(memory_format=fmt)(x.cuda().to(memory_format=fmt)).float().cpu()
             out = os.path.join(tmp, "logits.pth")
             run = subprocess.run([exe, "--check", weights, inp, out, "--precision", precision] +
                                  (["--channels-last"] if cl else []), capture_output=True, text=True)

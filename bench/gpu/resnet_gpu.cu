@@ -6,11 +6,12 @@
 //                   [--channels-last] [--warmup N] [--iters N] [--cuda-graph]
 //        resnet_gpu --check WEIGHTS.pth INPUT.pth OUT.pth [--arch resnet50] [--precision ...] [--channels-last]
 // Precision: fp32 computes float32 without TF32; tf32 lets cuBLAS and cuDNN use TF32 tensor cores (PyTorch's
-// allow_tf32 flags); bf16 is not available yet (no autocast in torchlet): the program exits 3 and says so.
+// allow_tf32 flags); bf16 runs the step inside torchlet::Autocast(cuda, bfloat16), as PyTorch's torch.autocast:
+// convolutions and linear layers in bf16, float32 master weights and batch-norm statistics.
 // --cuda-graph: after the warm-up (cuDNN's algorithm search, grads and momentum buffers exist), one step is
 // captured as a CUDA graph (cuda::Graph) with the static input and labels, and the replays are timed; training
 // steps then zero grads in place (zero_grad(set_to_none=false)) so that the captured grads stay allocated.
-// Exit status: 0 ok, 1 error (one line on stderr), 2 bad usage, 3 workload not supported, 77 no CUDA device.
+// Exit status: 0 ok, 1 error (one line on stderr), 2 bad usage, 77 no CUDA device.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -82,8 +83,9 @@ int check(const Options& o) {
     x = x.contiguous(MemoryFormat::ChannelsLast);
   }
   autograd::NoGradGuard no_grad;
+  Autocast mixed(DeviceType::CUDA, kBFloat16, o.precision == "bf16");
   Value::Dict out;
-  out.set("logits", (*model)(x).to(kCPU).contiguous());
+  out.set("logits", (*model)(x).to(kFloat32).to(kCPU).contiguous());
   save(o.check_out, Value(std::move(out)));
   return 0;
 }
@@ -103,6 +105,7 @@ int bench(const Options& o) {
     model->eval();
     step = [&] {
       autograd::NoGradGuard g;
+      Autocast mixed(DeviceType::CUDA, kBFloat16, o.precision == "bf16");
       (void)(*model)(x);
     };
   } else if (o.work == "train") {
@@ -123,7 +126,12 @@ int bench(const Options& o) {
   if (opt) {
     step = [&] {
       opt->zero_grad(/*set_to_none=*/!o.cuda_graph);
-      cross_entropy((*model)(x), y).backward();
+      Tensor loss;
+      {
+        Autocast mixed(DeviceType::CUDA, kBFloat16, o.precision == "bf16");
+        loss = cross_entropy((*model)(x), y);
+      }
+      loss.backward();  // outside the autocast scope, as PyTorch recommends
       opt->step();
     };
   }
@@ -172,10 +180,6 @@ int main(int argc, char** argv) {
   if (!cuda::is_available()) {
     std::printf("skipped: no CUDA device\n");
     return 77;
-  }
-  if (o.precision == "bf16") {
-    std::fprintf(stderr, "resnet_gpu: bf16 needs autocast, which torchlet does not have yet\n");
-    return 3;
   }
   set_precision(o.precision);
   try {

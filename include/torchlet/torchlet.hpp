@@ -1,5 +1,6 @@
 #pragma once
 /// \file Umbrella header: everything torchlet offers on the CPU.
+#include "torchlet/core/autocast.hpp"
 #include "torchlet/core/config.hpp"
 #include "torchlet/core/device.hpp"
 #include "torchlet/core/dtype.hpp"

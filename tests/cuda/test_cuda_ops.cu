@@ -356,59 +356,6 @@ void check_batch_norm(Generator& gen) {
                 (void)batch_norm(v[0], m, var, v[1], v[2], {true, 0.1, 1e-5});
                 return k == 0 ? m : var;
               }, tol);
-/// SGD, Adam and AdamW as multi-tensor steps against the CPU's optimizers, with the same gradients set on both:
-/// 30 tensors (more than one launch's 24), one of 3M elements (more than one launch's chunks), one transposed
-/// (the strided fallback), in float32 and bfloat16, 3 steps each.
-void check_optimizers(Generator& gen) {
-  using MakeOpt = std::function<std::unique_ptr<optim::Optimizer>(const std::vector<Tensor>&)>;
-  const std::vector<std::pair<std::string, MakeOpt>> cases = {
-      {"SGD nesterov wd", [](const auto& p) {
-         return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-2,
-                                                                  .nesterov = true}); }},
-      {"Adam wd amsgrad", [](const auto& p) {
-         return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}); }},
-      {"Adam maximize", [](const auto& p) {
-         return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01, .maximize = true}); }},
-      {"AdamW amsgrad", [](const auto& p) {
-         return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}); }},
-  };
-  for (DType t : {kFloat32, kBFloat16}) {
-    std::vector<Shape> shapes;
-    for (int i = 0; i < 28; ++i) shapes.push_back({(i % 5) + 1, 7 * i + 3});
-    shapes.push_back({3000, 1000});
-    shapes.push_back({40, 30});
-    std::vector<Tensor> init, grads;
-    for (const Shape& s : shapes) {
-      init.push_back(random_of(t, s, gen));
-      grads.push_back(random_of(t, s, gen));
-    }
-    for (const auto& [name, make_opt] : cases) {
-      try {
-        auto params_on = [&](Device dev) {
-          std::vector<Tensor> ps;
-          for (size_t i = 0; i < init.size(); ++i) {
-            Tensor p = init[i].to(dev).clone();
-            if (i + 1 == init.size()) p = p.t().contiguous().t();  // a transposed parameter
-            ps.push_back(p.requires_grad_());
-          }
-          return ps;
-        };
-        std::vector<Tensor> cp = params_on(kCPU), gp = params_on(kGPU);
-        auto copt = make_opt(cp), gopt = make_opt(gp);
-        for (int step = 0; step < 3; ++step) {
-          for (size_t i = 0; i < cp.size(); ++i) {
-            const Tensor g = mul(grads[i], 1.0 + step).to(t);
-            cp[i].set_grad(i + 1 == cp.size() ? g.t().contiguous().t() : g);
-            gp[i].set_grad(i + 1 == gp.size() ? g.to(kGPU).t().contiguous().t() : g.to(kGPU));
-          }
-          copt->step();
-          gopt->step();
-        }
-        for (size_t i : {size_t{0}, size_t{27}, size_t{28}, size_t{29}})
-          compare(name + " 3 steps: param " + std::to_string(i), gp[i], cp[i], tolerance(t, 4));
-      } catch (const std::exception& e) {
-        report(name, t, NAN, NAN, 0, false, e.what());
-      }
     }
   }
 }
@@ -506,6 +453,63 @@ void check_cnn_training_step() {
     report("conv-BN-pool-CE 3 SGD steps", kFloat32, NAN, NAN, 0, false, e.what());
   }
   cuda::cudnn_allow_tf32() = true;
+}
+
+/// SGD, Adam and AdamW as multi-tensor steps against the CPU's optimizers, with the same gradients set on both:
+/// 30 tensors (more than one launch's 24), one of 3M elements (more than one launch's chunks), one transposed
+/// (the strided fallback), in float32 and bfloat16, 3 steps each.
+void check_optimizers(Generator& gen) {
+  using MakeOpt = std::function<std::unique_ptr<optim::Optimizer>(const std::vector<Tensor>&)>;
+  const std::vector<std::pair<std::string, MakeOpt>> cases = {
+      {"SGD nesterov wd", [](const auto& p) {
+         return std::make_unique<optim::SGD>(p, optim::SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-2,
+                                                                  .nesterov = true}); }},
+      {"Adam wd amsgrad", [](const auto& p) {
+         return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}); }},
+      {"Adam maximize", [](const auto& p) {
+         return std::make_unique<optim::Adam>(p, optim::AdamOptions{.lr = 0.01, .maximize = true}); }},
+      {"AdamW amsgrad", [](const auto& p) {
+         return std::make_unique<optim::AdamW>(p, optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}); }},
+  };
+  for (DType t : {kFloat32, kBFloat16}) {
+    std::vector<Shape> shapes;
+    for (int i = 0; i < 28; ++i) shapes.push_back({(i % 5) + 1, 7 * i + 3});
+    shapes.push_back({3000, 1000});
+    shapes.push_back({40, 30});
+    std::vector<Tensor> init, grads;
+    for (const Shape& s : shapes) {
+      init.push_back(random_of(t, s, gen));
+      grads.push_back(random_of(t, s, gen));
+    }
+    for (const auto& [name, make_opt] : cases) {
+      try {
+        auto params_on = [&](Device dev) {
+          std::vector<Tensor> ps;
+          for (size_t i = 0; i < init.size(); ++i) {
+            Tensor p = init[i].to(dev).clone();
+            if (i + 1 == init.size()) p = p.t().contiguous().t();  // a transposed parameter
+            ps.push_back(p.requires_grad_());
+          }
+          return ps;
+        };
+        std::vector<Tensor> cp = params_on(kCPU), gp = params_on(kGPU);
+        auto copt = make_opt(cp), gopt = make_opt(gp);
+        for (int step = 0; step < 3; ++step) {
+          for (size_t i = 0; i < cp.size(); ++i) {
+            const Tensor g = mul(grads[i], 1.0 + step).to(t);
+            cp[i].set_grad(i + 1 == cp.size() ? g.t().contiguous().t() : g);
+            gp[i].set_grad(i + 1 == gp.size() ? g.to(kGPU).t().contiguous().t() : g.to(kGPU));
+          }
+          copt->step();
+          gopt->step();
+        }
+        for (size_t i : {size_t{0}, size_t{27}, size_t{28}, size_t{29}})
+          compare(name + " 3 steps: param " + std::to_string(i), gp[i], cp[i], tolerance(t, 4));
+      } catch (const std::exception& e) {
+        report(name, t, NAN, NAN, 0, false, e.what());
+      }
+    }
+  }
 }
 
 void check_allocator_and_errors() {

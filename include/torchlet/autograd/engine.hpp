@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "torchlet/autograd/node.hpp"
+#include "torchlet/core/autocast.hpp"
 #include "torchlet/backend/cpu/elementwise.hpp"
 #include "torchlet/tensor/dispatch.hpp"
 
@@ -47,6 +48,8 @@ inline TensorList AccumulateGrad::apply(TensorList&& grads) {
 /// Runs backward from `roots` with the given output gradients (one per root, same shape), accumulating
 /// into the leaves' grad(). Nodes run in reverse creation order once all their gradients have arrived.
 inline void backward(const TensorList& roots, const TensorList& root_grads, bool retain_graph = false) {
+  // the backward ops run in the dtypes the forward chose, even inside an Autocast scope (as in PyTorch)
+  torchlet::detail::AutocastPause no_autocast;
   TORCHLET_CHECK(roots.size() == root_grads.size(), ValueError, "[backward] got ", roots.size(), " tensors and ",
                  root_grads.size(), " gradients");
   std::vector<std::pair<Edge, Tensor>> seeds;

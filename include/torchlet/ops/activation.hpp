@@ -5,6 +5,7 @@
 
 #include "torchlet/backend/cpu/softmax.hpp"
 #include "torchlet/ops/arithmetic.hpp"
+#include "torchlet/ops/autocast.hpp"
 #include "torchlet/ops/reduction.hpp"
 #include "torchlet/tensor/factory.hpp"
 #include "torchlet/tensor/random.hpp"
@@ -37,11 +38,23 @@ inline Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 
 /// exp(x - max) / sum(exp(x - max)) along `dim` (floating dtypes; 16-bit floats computed in float32).
 /// Differentiable.
-inline Tensor softmax(const Tensor& x, int64_t dim) { return detail::softmax_impl(x, dim, false); }
+inline Tensor softmax(const Tensor& x, int64_t dim) {
+  if (detail::autocast_applies(x)) {  // an Autocast scope: computed in float32
+    detail::AutocastPause cast_once;
+    return softmax(detail::autocast_float(x), dim);
+  }
+  return detail::softmax_impl(x, dim, false);
+}
 
 /// x - max - log(sum(exp(x - max))) along `dim` (floating dtypes; 16-bit floats computed in float32).
 /// Differentiable.
-inline Tensor log_softmax(const Tensor& x, int64_t dim) { return detail::softmax_impl(x, dim, true); }
+inline Tensor log_softmax(const Tensor& x, int64_t dim) {
+  if (detail::autocast_applies(x)) {  // an Autocast scope: computed in float32
+    detail::AutocastPause cast_once;
+    return log_softmax(detail::autocast_float(x), dim);
+  }
+  return detail::softmax_impl(x, dim, true);
+}
 
 namespace detail {
 /// Dropout of a device tensor with a mask drawn on the CPU (so a generator's seed gives the same mask on every

@@ -8,6 +8,7 @@
 #include "torchlet/backend/cpu/conv_backward.hpp"
 #include "torchlet/backend/cpu/conv_nhwc.hpp"
 #include "torchlet/ops/arithmetic.hpp"
+#include "torchlet/ops/autocast.hpp"
 #include "torchlet/tensor/tensor.hpp"
 
 namespace torchlet {
@@ -229,6 +230,10 @@ inline TensorList conv2d_backward(const Tensor& grad_out, const Tensor& input, c
 /// is recorded when none of them requires grad (a frozen convolution costs no backward work).
 inline Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor& bias = {},
                      const Conv2dOptions& options = {}) {
+  if (detail::autocast_applies(input)) {  // an Autocast scope: computed in its 16-bit dtype
+    detail::AutocastPause cast_once;
+    return conv2d(detail::autocast_lower(input), detail::autocast_lower(weight), detail::autocast_lower(bias), options);
+  }
   Tensor out;
   cpu::Conv2dGeometry g;
   {

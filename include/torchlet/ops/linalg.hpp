@@ -7,6 +7,7 @@
 
 #include "torchlet/backend/cpu/linalg.hpp"
 #include "torchlet/ops/arithmetic.hpp"
+#include "torchlet/ops/autocast.hpp"
 #include "torchlet/tensor/factory.hpp"
 
 namespace torchlet {
@@ -195,6 +196,10 @@ inline Tensor mT(const Tensor& a) { return a.transpose(-2, -1); }
 
 /// Matrix product of two 2-D tensors: [n, k] @ [k, m] -> [n, m]. Differentiable.
 inline Tensor mm(const Tensor& a, const Tensor& b) {
+  if (detail::autocast_applies(a)) {  // an Autocast scope: computed in its 16-bit dtype
+    detail::AutocastPause cast_once;
+    return mm(detail::autocast_lower(a), detail::autocast_lower(b));
+  }
   Tensor out;
   {
     autograd::NoGradGuard untracked;
@@ -208,6 +213,10 @@ inline Tensor mm(const Tensor& a, const Tensor& b) {
 
 /// Batched matrix product of two 3-D tensors: [B, n, k] @ [B, k, m] -> [B, n, m] (no broadcasting). Differentiable.
 inline Tensor bmm(const Tensor& a, const Tensor& b) {
+  if (detail::autocast_applies(a)) {  // an Autocast scope: computed in its 16-bit dtype
+    detail::AutocastPause cast_once;
+    return bmm(detail::autocast_lower(a), detail::autocast_lower(b));
+  }
   Tensor out;
   {
     autograd::NoGradGuard untracked;
@@ -224,6 +233,10 @@ inline Tensor bmm(const Tensor& a, const Tensor& b) {
 /// added dim removed again, batched products with broadcast batch dims otherwise. Differentiable (gradients
 /// of broadcast batch dims are summed back).
 inline Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (detail::autocast_applies(a)) {  // an Autocast scope: computed in its 16-bit dtype
+    detail::AutocastPause cast_once;
+    return matmul(detail::autocast_lower(a), detail::autocast_lower(b));
+  }
   Tensor out;
   {
     autograd::NoGradGuard untracked;
@@ -263,6 +276,10 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
 /// values are ignored (NaN in c does not propagate), as in PyTorch. Differentiable in c, a and b.
 inline Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b, const Scalar& beta = 1,
                     const Scalar& alpha = 1) {
+  if (detail::autocast_applies(c)) {  // an Autocast scope: computed in its 16-bit dtype
+    detail::AutocastPause cast_once;
+    return addmm(detail::autocast_lower(c), detail::autocast_lower(a), detail::autocast_lower(b), beta, alpha);
+  }
   Tensor out;
   {
     autograd::NoGradGuard untracked;
@@ -281,6 +298,10 @@ inline Tensor addmm(const Tensor& c, const Tensor& a, const Tensor& b, const Sca
 /// y = x @ weight^T + bias for x [..., in], weight [out, in] and an optional bias broadcastable to [..., out].
 /// Differentiable in x, weight and bias.
 inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {}) {
+  if (detail::autocast_applies(x)) {  // an Autocast scope: computed in its 16-bit dtype
+    detail::AutocastPause cast_once;
+    return linear(detail::autocast_lower(x), detail::autocast_lower(weight), detail::autocast_lower(bias));
+  }
   Tensor out;
   {
     autograd::NoGradGuard untracked;

@@ -188,6 +188,10 @@ inline Tensor cross_entropy_probs(const Tensor& input, const Tensor& target, con
 /// indices `target` ([], [N] or [N, d1, ...]): -weight[t] * input[n, t, ...], reduced as PyTorch's nll_loss
 /// (Mean divides by the summed weights of the targets not ignored). Differentiable in `input`.
 inline Tensor nll_loss(const Tensor& input, const Tensor& target, const NllLossOptions& opt = {}) {
+  if (detail::autocast_applies(input)) {  // an Autocast scope: computed in float32
+    detail::AutocastPause cast_once;
+    return nll_loss(detail::autocast_float(input), target, opt);
+  }
   return detail::nll_impl(input, target, opt.weight, opt.ignore_index, opt.reduction, "nll_loss").loss;
 }
 
@@ -195,6 +199,10 @@ inline Tensor nll_loss(const Tensor& input, const Tensor& target, const NllLossO
 /// (the input's shape without the class dim) or floating class probabilities (the input's shape), with
 /// PyTorch's weight, ignore_index, label_smoothing and reduction rules. Differentiable in `input`.
 inline Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& opt = {}) {
+  if (detail::autocast_applies(input)) {  // an Autocast scope: computed in float32
+    detail::AutocastPause cast_once;
+    return cross_entropy(detail::autocast_float(input), detail::autocast_float(target), opt);
+  }
   const char* op = "cross_entropy";
   TORCHLET_CHECK(input.defined() && target.defined(), ValueError, "[cross_entropy] undefined input or target");
   TORCHLET_CHECK(input.is_floating_point(), DTypeError, "[cross_entropy] expected a floating point input, got ",
@@ -231,6 +239,10 @@ inline Tensor cross_entropy(const Tensor& input, const Tensor& target, const Cro
 /// Mean squared error (input - target)^2, reduced by `reduction`; the two broadcast as in PyTorch.
 /// Differentiable in both: 2 (input - target) * grad (/ numel for Mean).
 inline Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean) {
+  if (detail::autocast_applies(input)) {  // an Autocast scope: computed in float32
+    detail::AutocastPause cast_once;
+    return mse_loss(detail::autocast_float(input), detail::autocast_float(target), reduction);
+  }
   TORCHLET_CHECK(input.defined() && target.defined(), ValueError, "[mse_loss] undefined input or target");
   TORCHLET_CHECK(is_floating_point(result_type(input, target)), DTypeError, "[mse_loss] expected floating point "
                  "input and target, got ", input.dtype(), " and ", target.dtype());
