@@ -15,6 +15,7 @@
 
 #include "torchlet/backend/device_kernels.hpp"
 #include "torchlet/cuda/allocator.cuh"
+#include "torchlet/cuda/block_sum.cuh"
 #include "torchlet/cuda/check.cuh"
 #include "torchlet/cuda/conv.cuh"
 #include "torchlet/cuda/copy.cuh"
@@ -96,14 +97,7 @@ __global__ void bn_eval_backward_kernel(const T* x, const T* dy, const T* w, con
   }
   sums[0][threadIdx.x] = s;
   sums[1][threadIdx.x] = d;
-  __syncthreads();
-  for (unsigned half = blockDim.x / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) {
-      sums[0][threadIdx.x] += sums[0][threadIdx.x + half];
-      sums[1][threadIdx.x] += sums[1][threadIdx.x + half];
-    }
-    __syncthreads();
-  }
+  block_sum_pairs(sums);
   if (threadIdx.x == 0) {
     if (gb) gb[c] = static_cast<T>(sums[0][0]);
     if (gw) gw[c] = static_cast<T>(sums[1][0] == 0 ? 0.0 : sums[1][0] * is);

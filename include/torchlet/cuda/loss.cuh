@@ -8,6 +8,7 @@
 
 #include "torchlet/cuda/allocator.cuh"
 #include "torchlet/cuda/async_error.cuh"
+#include "torchlet/cuda/block_sum.cuh"
 #include "torchlet/cuda/check.cuh"
 #include "torchlet/tensor/tensor.hpp"
 
@@ -38,14 +39,7 @@ __global__ void nll_forward_kernel(const T* x, const int64_t* target, const T* w
   }
   sums[0][threadIdx.x] = s;
   sums[1][threadIdx.x] = ws;
-  __syncthreads();
-  for (unsigned half = blockDim.x / 2; half > 0; half >>= 1) {
-    if (threadIdx.x < half) {
-      sums[0][threadIdx.x] += sums[0][threadIdx.x + half];
-      sums[1][threadIdx.x] += sums[1][threadIdx.x + half];
-    }
-    __syncthreads();
-  }
+  block_sum_pairs(sums);
   if (threadIdx.x == 0) {
     *total_weight = sums[1][0];
     if (total) *total = static_cast<T>(mean ? sums[0][0] / sums[1][0] : sums[0][0]);
