@@ -128,18 +128,22 @@ inline void batch_norm_forward(const Tensor& out, const Tensor& save_mean, const
   const cudaStream_t stream = current_stream(dev.index);
   const int64_t C = x.size(1);
   const DType stat_t = x.dtype() == kFloat64 ? kFloat64 : kFloat32;  // what cuDNN reads and writes per channel
+  // evaluation's saved statistics: the running mean and 1 / sqrt(running_var + eps)
+  auto eval_stats = [&] {
+    dispatch_floating(x.dtype(), "batch_norm", [&]<class H, class D>() {
+      if constexpr (std::is_same_v<D, float> || std::is_same_v<D, double>)
+        detail::bn_eval_stats_kernel<D><<<unsigned((C + 255) / 256), 256, 0, stream>>>(
+            static_cast<const D*>(running_mean.data_ptr()), static_cast<const D*>(running_var.data_ptr()),
+            static_cast<double*>(save_mean.data_ptr()), static_cast<double*>(save_invstd.data_ptr()), C, eps);
+    });
+    TORCHLET_CUDA_CHECK_LAUNCH("bn_eval_stats_kernel");
+  };
   if (x.numel() == 0 || (training && x.numel() / C <= 1)) {  // nothing to normalise: statistics only
     if (training) {
       fill(save_mean, std::numeric_limits<double>::quiet_NaN());
       fill(save_invstd, std::numeric_limits<double>::quiet_NaN());
     } else if (C > 0) {
-      dispatch_floating(x.dtype(), "batch_norm", [&]<class H, class D>() {
-        if constexpr (std::is_same_v<D, float> || std::is_same_v<D, double>)
-          detail::bn_eval_stats_kernel<D><<<unsigned((C + 255) / 256), 256, 0, stream>>>(
-              static_cast<const D*>(running_mean.data_ptr()), static_cast<const D*>(running_var.data_ptr()),
-              static_cast<double*>(save_mean.data_ptr()), static_cast<double*>(save_invstd.data_ptr()), C, eps);
-      });
-      TORCHLET_CUDA_CHECK_LAUNCH("bn_eval_stats_kernel");
+      eval_stats();
     }
     return;
   }
@@ -169,13 +173,7 @@ inline void batch_norm_forward(const Tensor& out, const Tensor& save_mean, const
   TORCHLET_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
       h, CUDNN_BATCHNORM_SPATIAL, one, zero, xd.desc, x.data_ptr(), yd.desc, out.data_ptr(), pd.desc, w.data_ptr(),
       b.data_ptr(), running_mean.data_ptr(), running_var.data_ptr(), eps));
-  dispatch_floating(x.dtype(), "batch_norm", [&]<class H, class D>() {
-    if constexpr (std::is_same_v<D, float> || std::is_same_v<D, double>)
-      detail::bn_eval_stats_kernel<D><<<unsigned((C + 255) / 256), 256, 0, stream>>>(
-          static_cast<const D*>(running_mean.data_ptr()), static_cast<const D*>(running_var.data_ptr()),
-          static_cast<double*>(save_mean.data_ptr()), static_cast<double*>(save_invstd.data_ptr()), C, eps);
-  });
-  TORCHLET_CUDA_CHECK_LAUNCH("bn_eval_stats_kernel");
+  eval_stats();
 }
 
 /// DeviceKernels::batch_norm_backward: cuDNN in training, a per-channel kernel in evaluation.
